@@ -69,7 +69,7 @@ def load_profile(name: str | None = None, root: str | Path | None = None) -> Pro
     p.update(name=name, root=str(root))
     return p
 
-# %% ../nbs/00_config.ipynb #c007
+# %% ../nbs/00_config.ipynb #c009
 def seed_everything(seed: int) -> int:
     "Seed Python, NumPy and torch (all devices) with `seed`; returns it."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -88,7 +88,7 @@ def get_device(spec: str = "auto") -> torch.device:
         raise RuntimeError(f"device {spec!r} requested but CUDA is not available on this machine")
     return dev
 
-# %% ../nbs/00_config.ipynb #c010
+# %% ../nbs/00_config.ipynb #c012
 STYLE = {"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.grid": True,
          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
          "svg.hashsalt": "dreamstate", "pdf.compression": 6}
@@ -127,7 +127,7 @@ def save_table(rows: list[dict], name: str, out_dir: str | Path, digits: int = 4
     (out_dir / f"{name}.md").write_text(text)
     return text
 
-# %% ../nbs/00_config.ipynb #c013
+# %% ../nbs/00_config.ipynb #c015
 def _code_hash(nb_path: Path) -> str:
     "Hash of a notebook's code cells only, so clearing outputs does not trigger a rerun."
     nb = json.loads(Path(nb_path).read_text())
@@ -197,7 +197,7 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
                                 kernel_name="python3" if _kernel_missing() else "dreamstate",
                                 cwd=str(root / "nbs"), progress_bar=False, log_output=True)
         except pm.PapermillExecutionError as e:
-            raise SystemExit(f"[reproduce:{profile}] {path.stem} failed in cell {e.exec_count} "
+            raise SystemExit(f"[reproduce:{profile}] {path.stem} failed in cell {e.cell_index} "
                              f"({e.ename}: {e.evalue}); executed copy: {out_dir / path.name}") from None
         seconds[path.stem] = round(time.time() - t0, 1)
         stamp.write_text(key)

@@ -109,7 +109,7 @@ def wkv7_chunked(r, w, k, v, a, b, s0=None, chunk_len: int = 16):
         S = S @ P[:, :, i] + Q[:, :, i]
     S_start = torch.stack(starts, 2)                   # [B,H,nc,V,K]
     y = r_w @ S_start.transpose(-1, -2) + y_loc        # [B,H,nc,L,V]
-    y = y.permute(0, 2, 3, 1, 4).reshape(B, -1, H, N)[:, :T]
+    y = y.permute(0, 2, 3, 1, 4).reshape(B, -1, H, N)[:, :T].contiguous()
     return y, S
 
 # %% ../nbs/01_wkv.ipynb #c010
