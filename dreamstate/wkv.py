@@ -74,7 +74,34 @@ def _to_chunks(x, pad, L, sd):
     if pad: x = F.pad(x, (0, 0, 0, 0, 0, pad))
     return x.view(B, (T + pad) // L, L, H, N).permute(0, 3, 1, 2, 4)
 
-def wkv7_chunked(r, w, k, v, a, b, s0=None, chunk_len: int = 16):
+# Largest |c_L| (total log decay over one chunk) for which the factorised products below cannot
+# overflow float32 (e^88 is its limit); RWKV-7's decays give at most L·e^{-1/2} ≈ 19.4 for L = 32.
+_FACTOR_LIMIT = 60.0
+
+def _intra_chunk_matrices(r, k, a, b, c, c_prev):
+    """The four [.., L, L] matrices M^ab, M^ak (strictly lower) and M^rb, M^rk (lower), from chunked
+    inputs `[B,H,nc,L,N]` and cumulative log decays c, c_prev."""
+    L = r.shape[-2]
+    strict = torch.ones(L, L, dtype=torch.bool, device=r.device).tril(-1)
+    incl = torch.ones(L, L, dtype=torch.bool, device=r.device).tril()
+    c_end = c[..., -1:, :]
+    if float(c_end.min()) >= -_FACTOR_LIMIT:
+        # e^{c_t - c_s} = e^{c_t - c_ref} e^{c_ref - c_s} with c_ref = c_L / 2: matrix products, no L×L×N tensor
+        ref = 0.5 * c_end
+        a_, r_ = a * torch.exp(c_prev - ref), r * torch.exp(c - ref)
+        inv = torch.exp(ref - c)
+        bk = torch.cat([b * inv, k * inv], -2).transpose(-1, -2)      # [..,N,2L]
+        m_a, m_r = a_ @ bk, r_ @ bk                                   # [..,L,2L]
+        return (m_a[..., :L] * strict, m_a[..., L:] * strict, m_r[..., :L] * incl, m_r[..., L:] * incl)
+    # any decay: an explicit [..,L,L,N] tensor, masked before exp so only exponents <= 0 are evaluated
+    neg_inf = torch.tensor(float("-inf"), dtype=r.dtype, device=r.device)
+    e_prev = torch.exp(torch.where(strict[..., None], c_prev[..., :, None, :] - c[..., None, :, :], neg_inf))
+    e_cur = torch.exp(torch.where(incl[..., None], c[..., :, None, :] - c[..., None, :, :], neg_inf))
+    ae, re = a[..., :, None, :] * e_prev, r[..., :, None, :] * e_cur
+    return ((ae * b[..., None, :, :]).sum(-1), (ae * k[..., None, :, :]).sum(-1),
+            (re * b[..., None, :, :]).sum(-1), (re * k[..., None, :, :]).sum(-1))
+
+def wkv7_chunked(r, w, k, v, a, b, s0=None, chunk_len: int = 32):
     "Chunk-parallel WKV-7, same contract as `wkv7_sequential`; differentiable by autograd."
     B, T, H, N = check_wkv_inputs(r, w, k, v, a, b, s0)
     sd, L = _state_dtype(r.dtype), chunk_len
@@ -82,26 +109,18 @@ def wkv7_chunked(r, w, k, v, a, b, s0=None, chunk_len: int = 16):
     r, w, k, v, a, b = (_to_chunks(t, pad, L, sd) for t in (r, w, k, v, a, b))   # [B,H,nc,L,N]
     c = w.cumsum(-2)                                   # c_t, inclusive
     c_prev = c - w                                     # c_{t-1}
-    strict = torch.ones(L, L, dtype=torch.bool, device=r.device).tril(-1)[..., None]
-    incl = torch.ones(L, L, dtype=torch.bool, device=r.device).tril()[..., None]
-    neg_inf = torch.tensor(float("-inf"), dtype=sd, device=r.device)
-    # [B,H,nc,L(t),L(s),N] decay factors, masked before exp so only exponents <= 0 are evaluated
-    e_prev = torch.exp(torch.where(strict, c_prev[..., :, None, :] - c[..., None, :, :], neg_inf))
-    e_cur = torch.exp(torch.where(incl, c[..., :, None, :] - c[..., None, :, :], neg_inf))
-    ae, re = a[..., :, None, :] * e_prev, r[..., :, None, :] * e_cur
-    m_ab, m_ak = (ae * b[..., None, :, :]).sum(-1), (ae * k[..., None, :, :]).sum(-1)   # [..,L,L]
-    m_rb, m_rk = (re * b[..., None, :, :]).sum(-1), (re * k[..., None, :, :]).sum(-1)
+    m_ab, m_ak, m_rb, m_rk = _intra_chunk_matrices(r, k, a, b, c, c_prev)
     tri = torch.eye(L, dtype=sd, device=r.device) - m_ab
-    wy = torch.linalg.solve_triangular(tri, torch.cat([a * torch.exp(c_prev), m_ak @ v], -1),
-                                       upper=False, unitriangular=True)
-    W, U = wy[..., :N], wy[..., N:]                    # [..,L,N]
-    r_w = r * torch.exp(c) + m_rb @ W                  # Y = r_w S0ᵀ + y_loc
-    y_loc = m_rb @ U + m_rk @ v
+    WU = torch.linalg.solve_triangular(tri, torch.cat([a * torch.exp(c_prev), m_ak @ v], -1),
+                                       upper=False, unitriangular=True)          # [W | U], [..,L,2N]
+    rWU = m_rb @ WU
+    r_w = r * torch.exp(c) + rWU[..., :N]              # Y = r_w S0ᵀ + y_loc
+    y_loc = rWU[..., N:] + m_rk @ v
     c_end = c[..., -1:, :]
     to_end = torch.exp(c_end - c)
-    b_dn, k_dn = b * to_end, k * to_end
-    P = torch.diag_embed(torch.exp(c_end[..., 0, :])) + W.transpose(-1, -2) @ b_dn   # [B,H,nc,K,K]
-    Q = U.transpose(-1, -2) @ b_dn + v.transpose(-1, -2) @ k_dn                       # [B,H,nc,V,K]
+    WUb = WU.transpose(-1, -2) @ (b * to_end)          # [Wᵀ B↓ ; Uᵀ B↓], [..,2N,N]
+    P = torch.diag_embed(torch.exp(c_end[..., 0, :])) + WUb[..., :N, :]            # [B,H,nc,K,K]
+    Q = WUb[..., N:, :] + v.transpose(-1, -2) @ (k * to_end)                       # [B,H,nc,V,K]
     S = r.new_zeros(B, H, N, N) if s0 is None else s0.to(sd)
     starts = []
     for i in range(P.shape[2]):
