@@ -85,7 +85,7 @@ def _intra_chunk_matrices(r, k, a, b, c, c_prev):
     strict = torch.ones(L, L, dtype=torch.bool, device=r.device).tril(-1)
     incl = torch.ones(L, L, dtype=torch.bool, device=r.device).tril()
     c_end = c[..., -1:, :]
-    if float(c_end.min()) >= -_FACTOR_LIMIT:
+    if float(c_end.detach().min()) >= -_FACTOR_LIMIT:
         # e^{c_t - c_s} = e^{c_t - c_ref} e^{c_ref - c_s} with c_ref = c_L / 2: matrix products, no L×L×N tensor
         ref = 0.5 * c_end
         a_, r_ = a * torch.exp(c_prev - ref), r * torch.exp(c - ref)
