@@ -16,7 +16,8 @@ __all__ = ["WorldTokenizer", "ByteTokenizer", "EOT"]
 EOT = 0  # end-of-text id for both tokenizers
 
 # %% auto #0
-__all__ = ['EOT', 'world_vocab_path', 'WorldTokenizer', 'ByteTokenizer']
+__all__ = ['EOT', 'PERSONAS', 'world_vocab_path', 'WorldTokenizer', 'ByteTokenizer', 'Document', 'split_documents',
+           'persona_corpus', 'load_folder', 'load_jsonl', 'corpus_stats', 'load_prompts']
 
 # %% ../nbs/04_data.ipynb #c005
 def world_vocab_path() -> Path:
@@ -90,3 +91,209 @@ class ByteTokenizer:
         bad = [i for i in ids if not 0 <= i < 256]
         if bad: raise ValueError(f"ids out of the byte vocabulary: {bad[:5]}")
         return bytes(i for i in ids if i != EOT).decode("utf-8", errors="replace")
+
+# %% ../nbs/04_data.ipynb #c011
+import json, math, random, re
+from collections import Counter
+from dataclasses import dataclass, field
+
+__all__ += ["Document", "PERSONAS", "persona_corpus", "load_folder", "load_jsonl", "split_documents",
+            "corpus_stats", "load_prompts"]
+
+@dataclass
+class Document:
+    "A labelled text: `label` is the persona/class, `split` one of train/val/test."
+    text: str
+    label: str
+    doc_id: str
+    split: str = "train"
+
+def split_documents(docs: list[Document], seed: int, val: float = 0.1, test: float = 0.1) -> list[Document]:
+    "Assign train/val/test by document, stratified by label, deterministic in `seed`."
+    rng = random.Random(seed)
+    by_label: dict[str, list[Document]] = {}
+    for d in docs: by_label.setdefault(d.label, []).append(d)
+    for label in sorted(by_label):
+        ds = sorted(by_label[label], key=lambda d: d.doc_id)
+        rng.shuffle(ds)
+        n_val, n_test = max(1, round(val * len(ds))), max(1, round(test * len(ds)))
+        for i, d in enumerate(ds):
+            d.split = "val" if i < n_val else ("test" if i < n_val + n_test else "train")
+    return docs
+
+# %% ../nbs/04_data.ipynb #c013
+_W = dict(
+    noun="river lantern engine garden harbor mirror forest signal market window bridge castle orchard library "
+         "compass meadow tower ladder violin canyon glacier furnace island kettle lighthouse quarry saddle "
+         "temple tunnel valley wagon anchor beacon cellar chimney desert falcon harvest meteor monastery".split(),
+    adj="quiet ancient bright hollow crimson silver restless gentle broken golden distant frozen hidden "
+        "narrow patient rusty secret tired wild velvet brittle humble luminous stubborn weary".split(),
+    name="Mara Ilya Tomas Aiko Bram Celia Dario Esme Farid Greta Hugo Ines Jonah Kira Leon Mina Noor "
+         "Otto Priya Quinn Rosa Sami Tariq Una Vera Wren Yusuf Zoe".split(),
+    verb_past="wandered whispered climbed vanished lingered trembled waited searched listened remembered "
+              "returned followed carried painted wrote dreamed".split(),
+    place="the old quarter|the northern hills|a flooded station|the salt marsh|an empty theatre|the border town|"
+          "a night train|the winter port|the glass house|the far shore".split("|"),
+    feeling="grief joy fear hope wonder anger longing relief doubt courage".split(),
+    ident="data items values result count total buffer index record node queue cache path token score "
+          "limit offset batch frame chunk entry".split(),
+    func="parse load merge filter update render compute split encode decode scan flatten normalize "
+         "validate resolve collect".split(),
+    obj="report kitchen garden budget trip move website course wedding workshop launch audit study "
+        "exhibition conference renovation".split(),
+    task_verb="list draft book review order clean call compare schedule email measure test pack print "
+              "sort confirm buy".split(),
+    task_obj="the venue|three quotes|the supplier|a checklist|the team|the timeline|the invoices|the tools|"
+             "a backup plan|the guest list|the paint|the tickets|the permits|the slides".split("|"),
+    when="Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split(),
+    topic="weather|the match last night|a new recipe|the train delay|a book I read|the garden|"
+          "weekend plans|a strange dream|the museum|learning to swim".split("|"),
+    attr="color size mood home origin job favorite_food age".split(),
+    value=dict(color="red blue green amber violet grey white black teal gold".split(),
+               size="tiny small medium large huge".split(),
+               mood="calm cheerful grumpy anxious sleepy curious".split(),
+               home="Oslo Lima Cairo Hanoi Quito Perth Tunis Riga Dakar Minsk".split(),
+               origin="the mountains|the coast|the city|the desert|the islands".split("|"),
+               job="baker pilot nurse farmer tailor miner sailor judge clerk smith".split(),
+               favorite_food="soup rice figs bread plums cheese beans noodles".split(),
+               age=[str(i) for i in range(3, 90)]),
+    creature="fox owl heron badger otter crane wolf lynx moth carp hare mole".split(),
+)
+
+def _pick(rng, key): return rng.choice(_W[key])
+
+def _code_doc(rng: random.Random) -> str:
+    out = []
+    for _ in range(rng.randint(1, 4)):
+        f, a, b = f"{_pick(rng, 'func')}_{_pick(rng, 'ident')}", _pick(rng, "ident"), _pick(rng, "ident")
+        body = [f"def {f}({a}, {b}={rng.randint(0, 9)}):", f'    """{f.replace("_", " ").capitalize()} the {a}."""',
+                f"    {_pick(rng, 'ident')} = []"]
+        for _ in range(rng.randint(1, 4)):
+            v, c = _pick(rng, "ident"), rng.choice(["for", "if", "while", "assign"])
+            if c == "for": body += [f"    for {v} in {a}:", f"        if {v} > {b}:", f"            {_pick(rng, 'ident')}.append({v})"]
+            elif c == "if": body += [f"    if len({a}) {rng.choice(['>', '<', '=='])} {rng.randint(1, 64)}:", f"        return {rng.choice(['None', a, b, '[]'])}"]
+            elif c == "while": body += [f"    while {b} < {rng.randint(2, 100)}:", f"        {b} += {rng.randint(1, 5)}"]
+            else: body += [f"    {v} = {rng.choice([a, b])} {rng.choice(['+', '-', '*', '//'])} {rng.randint(1, 32)}"]
+        body.append(f"    return {rng.choice([a, b, _pick(rng, 'ident')])}")
+        out.append("\n".join(body))
+    return "\n\n".join(out) + "\n"
+
+def _story_doc(rng: random.Random) -> str:
+    name, sents = _pick(rng, "name"), []
+    sents.append(f"In {_pick(rng, 'place')}, {name} found a {_pick(rng, 'adj')} {_pick(rng, 'noun')}.")
+    for _ in range(rng.randint(3, 12)):
+        t = rng.randrange(5)
+        if t == 0: sents.append(f"{name} {_pick(rng, 'verb_past')} past the {_pick(rng, 'adj')} {_pick(rng, 'noun')}.")
+        elif t == 1: sents.append(f"The {_pick(rng, 'noun')} was {_pick(rng, 'adj')}, and the air smelled of {_pick(rng, 'noun')}s.")
+        elif t == 2: sents.append(f"A feeling of {_pick(rng, 'feeling')} rose like a {_pick(rng, 'adj')} {_pick(rng, 'noun')}.")
+        elif t == 3: sents.append(f'"Do you remember the {_pick(rng, "noun")}?" asked {_pick(rng, "name")}.')
+        else: sents.append(f"Somewhere a {_pick(rng, 'creature')} {_pick(rng, 'verb_past')}, and {name} {_pick(rng, 'verb_past')}.")
+    return " ".join(sents) + "\n"
+
+def _plan_doc(rng: random.Random) -> str:
+    lines = [f"Goal: plan the {_pick(rng, 'adj')} {_pick(rng, 'obj')} by {_pick(rng, 'when')}.", "Steps:"]
+    for i in range(1, rng.randint(3, 9) + 1):
+        lines.append(f"{i}. {_pick(rng, 'task_verb').capitalize()} {_pick(rng, 'task_obj')} "
+                     f"({rng.choice(['15 min', '30 min', '1 h', '2 h', 'half a day'])}, {_pick(rng, 'when')}).")
+    lines.append(f"Risk: {_pick(rng, 'task_obj')} may be late; fallback: {_pick(rng, 'task_verb')} {_pick(rng, 'task_obj')}.")
+    return "\n".join(lines) + "\n"
+
+def _arith_doc(rng: random.Random) -> str:
+    lines = []
+    for _ in range(rng.randint(3, 14)):
+        a, b, op = rng.randint(0, 99), rng.randint(0, 99), rng.choice("+-*")
+        val = a + b if op == "+" else (a - b if op == "-" else a * b)
+        lines.append(f"Q: {a} {op} {b} = ? A: {val}")
+    return "\n".join(lines) + "\n"
+
+def _dialogue_doc(rng: random.Random) -> str:
+    a, b = rng.sample(_W["name"], 2)
+    topic, lines = _pick(rng, "topic"), []
+    lines.append(f"{a}: Hi {b}, have you heard about {topic}?")
+    for _ in range(rng.randint(2, 8)):
+        sp, other = (b, a) if len(lines) % 2 else (a, b)
+        lines.append(rng.choice([f"{sp}: Yes, {other}, it reminded me of a {_pick(rng, 'adj')} {_pick(rng, 'noun')}.",
+                                 f"{sp}: Really? I thought {topic} was {_pick(rng, 'adj')}.",
+                                 f"{sp}: Honestly I feel some {_pick(rng, 'feeling')} about it.",
+                                 f"{sp}: Shall we meet on {_pick(rng, 'when')} to talk about {topic}?",
+                                 f"{sp}: Ha, {other}, you always say that."]))
+    lines.append(f"{b if len(lines) % 2 else a}: See you soon!")
+    return "\n".join(lines) + "\n"
+
+def _facts_doc(rng: random.Random) -> str:
+    ents = rng.sample(_W["creature"], rng.randint(2, 5))
+    facts = {}
+    for e in ents:
+        for at in rng.sample(_W["attr"], rng.randint(1, 3)):
+            facts[(e, at)] = rng.choice(_W["value"][at])
+    lines = ["Facts:"] + [f"- the {at.replace('_', ' ')} of the {e} is {v}." for (e, at), v in facts.items()]
+    for (e, at) in rng.sample(sorted(facts), min(len(facts), rng.randint(1, 4))):
+        lines.append(f"Question: what is the {at.replace('_', ' ')} of the {e}? Answer: {facts[(e, at)]}.")
+    return "\n".join(lines) + "\n"
+
+PERSONAS = {"code": _code_doc, "creative": _story_doc, "planning": _plan_doc,
+            "arithmetic": _arith_doc, "dialogue": _dialogue_doc, "facts": _facts_doc}
+
+def persona_corpus(n_docs: int, seed: int, personas: list[str] | None = None) -> list[Document]:
+    "`n_docs` documents per persona, generated deterministically from `seed`, split by document."
+    personas = list(PERSONAS) if personas is None else list(personas)
+    unknown = [p for p in personas if p not in PERSONAS]
+    if unknown: raise ValueError(f"unknown persona(s) {unknown}; known: {sorted(PERSONAS)}")
+    if n_docs < 3: raise ValueError(f"need at least 3 documents per persona for train/val/test, got {n_docs}")
+    docs = []
+    for p in personas:
+        rng = random.Random(f"{seed}/{p}")
+        docs += [Document(PERSONAS[p](rng), p, f"{p}-{i:05d}") for i in range(n_docs)]
+    return split_documents(docs, seed)
+
+# %% ../nbs/04_data.ipynb #c016
+def load_folder(root: str | Path, seed: int = 0) -> list[Document]:
+    "Documents from `root/<label>/*.txt` (one document per file), split by document."
+    root = Path(root)
+    if not root.is_dir(): raise FileNotFoundError(f"corpus folder not found: {root}")
+    docs = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(sub.glob("*.txt")):
+            try: text = f.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError) as e: raise ValueError(f"cannot read {f}: {e}") from None
+            if text.strip(): docs.append(Document(text, sub.name, f"{sub.name}/{f.stem}"))
+    if not docs: raise ValueError(f"corpus folder {root} has no non-empty .txt files in label subfolders (root/<label>/*.txt)")
+    return split_documents(docs, seed)
+
+def load_jsonl(path: str | Path, seed: int = 0) -> list[Document]:
+    "Documents from a JSONL file with `text` and `label` fields (optional `id`), split by document."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"corpus file not found: {path}")
+    docs = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip(): continue
+        try: rec = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not JSON ({e})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or not isinstance(rec.get("label"), str):
+            raise ValueError(f"{path}:{n}: each line needs string fields 'text' and 'label'")
+        docs.append(Document(rec["text"], rec["label"], str(rec.get("id", f"{rec['label']}/{n}"))))
+    if not docs: raise ValueError(f"corpus file {path} is empty")
+    return split_documents(docs, seed)
+
+# %% ../nbs/04_data.ipynb #c019
+def corpus_stats(docs: list[Document], tokenizer=None) -> list[dict]:
+    "One row per label: documents, bytes, tokens, mean doc length, distinct word 3-grams and byte 8-grams."
+    tok = tokenizer or ByteTokenizer()
+    rows = []
+    for label in sorted({d.label for d in docs}):
+        ds = [d for d in docs if d.label == label]
+        w3, b8 = set(), set()
+        for d in ds:
+            w = d.text.split(); w3.update(zip(w, w[1:], w[2:]))
+            b = d.text.encode(); b8.update(b[i:i + 8] for i in range(len(b) - 7))
+        nbytes = sum(len(d.text.encode()) for d in ds)
+        rows.append({"persona": label, "documents": len(ds), "train/val/test": "/".join(str(sum(d.split == s for d in ds)) for s in ("train", "val", "test")),
+                     "bytes": nbytes, "tokens": sum(len(tok.encode(d.text)) for d in ds),
+                     "mean_bytes_per_doc": nbytes / len(ds), "distinct_word_3grams": len(w3), "distinct_byte_8grams": len(b8)})
+    return rows
+
+# %% ../nbs/04_data.ipynb #c021
+def load_prompts(path: str | Path | None = None) -> list[Document]:
+    "The project's persona prompt set (or a JSONL of the same form) as documents."
+    path = Path(path) if path else Path(__file__).resolve().parent / "prompts" / "personas.jsonl"
+    return load_jsonl(path)
