@@ -82,9 +82,12 @@ def _slice(batch, rank: int, world: int):
 
 # %% ../nbs/05_train_lm.ipynb #c007
 def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: str | Path,
-          extra: dict | None = None, progress: bool = True, on_log=None, stop_after: int | None = None) -> list[dict]:
+          extra: dict | None = None, progress: bool = True, on_log=None, stop_after: int | None = None,
+          after_step=None) -> list[dict]:
     """Train `model` for `cfg.steps` steps; resumes from `out_dir/last.pt` when present.
-    `batch_fn(step)` → global batch; `loss_fn(model, batch)` → (loss, {name: float}).
+    `batch_fn(step)` → global batch; `loss_fn(model, batch)` → (loss, {name: float});
+    `after_step(model, step)` runs after each optimizer step (e.g. an EMA update of buffers or
+    frozen submodules, which the checkpoint then carries).
     Returns the metric rows (also in `out_dir/metrics.csv`). `stop_after` ends early (for tests)."""
     from tqdm.auto import tqdm
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +121,7 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if after_step is not None: after_step(model, step)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             vals = torch.tensor([loss.item(), *metrics.values()], dtype=torch.float64)
             if world > 1: dist.all_reduce(vals); vals /= world
