@@ -32,6 +32,7 @@ def project_root(start: str | Path | None = None) -> Path:
 
 def _parse_value(s: str):
     s = os.path.expandvars(s.strip())
+    if "," in s: return [_parse_value(x) for x in s.split(",")]
     if s.lower() in ("true", "yes", "on"): return True
     if s.lower() in ("false", "no", "off"): return False
     for cast in (int, float):

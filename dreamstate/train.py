@@ -216,7 +216,7 @@ def eval_lm_per_label(model, docs, tokenizer, bigram: BigramModel, seq_len: int,
                      "bigram_ce": float(nll_b.mean()), "model_better_by_nats": float(nll_b.mean() - nll_m.mean())})
     return rows
 
-# %% ../nbs/05_train_lm.ipynb #c016
+# %% ../nbs/05_train_lm.ipynb #c014
 def check_tokenizer(model, tokenizer):
     "Raise unless the model's vocabulary is the tokenizer's."
     if model.cfg.vocab_size != tokenizer.vocab_size:
