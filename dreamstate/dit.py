@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .diffusion import Diffusion
 from .rwkv7 import RWKV7Config, RWKVState
 
-__all__ = ["DiTConfig", "DIT_PRESETS", "DiT", "StateDiT", "generate_states", "edit_state", "interpolate_states"]
+__all__ = ["DiTConfig", "DIT_PRESETS", "DiT", "DiTBlock", "StateDiT", "generate_states", "edit_state", "interpolate_states"]
 
 # %% auto #0
 __all__ = ['DIT_PRESETS', 'DiTConfig', 'DiTBlock', 'DiT', 'StateDiT', 'generate_states', 'edit_state', 'interpolate_states']
@@ -68,11 +68,13 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(h, int(h * mlp_ratio)), nn.GELU(approximate="tanh"), nn.Linear(int(h * mlp_ratio), h))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(h, 6 * h))
 
-    def forward(self, x, c):
+    def forward(self, x, c, mask=None):
+        "x `[B,T,h]`, c `[B,h]`; `mask` `[B,T]` bool (True = a real token) for padded inputs."
         B, T, h = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(c).chunk(6, -1)
         q, k, v = self.qkv(_modulate(self.norm1(x), sh1, sc1)).view(B, T, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, h)    # (B, T, h)
+        am = None if mask is None else mask[:, None, None, :]
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=am).transpose(1, 2).reshape(B, T, h)    # (B, T, h)
         x = x + g1[:, None] * self.proj(a)
         return x + g2[:, None] * self.mlp(_modulate(self.norm2(x), sh2, sc2))
 
