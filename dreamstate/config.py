@@ -198,8 +198,10 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
                                 kernel_name="python3" if _kernel_missing() else "dreamstate",
                                 cwd=str(root / "nbs"), progress_bar=False, log_output=True)
         except pm.PapermillExecutionError as e:
-            raise SystemExit(f"[reproduce:{profile}] {path.stem} failed in cell {e.cell_index} "
-                             f"({e.ename}: {e.evalue}); executed copy: {out_dir / path.name}") from None
+            first = (e.source or "").strip().splitlines()[-1][:80] if e.source else ""
+            raise SystemExit(f"[reproduce:{profile}] {path.stem} failed at cell {e.cell_index} of the executed copy "
+                             f"(In [{e.exec_count}], ending `{first}`): {e.ename}: {e.evalue}\n"
+                             f"executed copy: {out_dir / path.name}") from None
         seconds[path.stem] = round(time.time() - t0, 1)
         stamp.write_text(key)
         manifest.update(profile=profile, seed=prof.seed, commit=_git_commit(root), versions=_versions(),

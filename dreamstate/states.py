@@ -142,7 +142,7 @@ class StateDataset:
 def collect_states(model: RWKV7, docs, tokenizer, n_per_label: int, split: str, seed: int,
                    min_len: int = 32, max_len: int = 384, batch_size: int = 32, progress: bool = True) -> StateDataset:
     "`n_per_label` final states per label from prompts cut out of the `split` documents."
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     if n_per_label < 1: raise ValueError("n_per_label must be ≥ 1")
     if not 1 <= min_len <= max_len: raise ValueError(f"need 1 ≤ min_len ≤ max_len, got {min_len}, {max_len}")
     rng = random.Random(f"{seed}/states/{split}")

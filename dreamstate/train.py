@@ -89,7 +89,7 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
     `after_step(model, step)` runs after each optimizer step (e.g. an EMA update of buffers or
     frozen submodules, which the checkpoint then carries).
     Returns the metric rows (also in `out_dir/metrics.csv`). `stop_after` ends early (for tests)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     rank, world = dist_info()
     dev = next(model.parameters()).device
