@@ -41,14 +41,16 @@ __all__ = ['CHUNK', 'interpreted', 'WKV7Triton', 'wkv7_triton']
 # %% ../nbs/02_wkv_triton.ipynb #c004
 @triton.jit
 def _wkv7_fwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, s0_ptr, y_ptr, sT_ptr, ckpt_ptr, T,
-                     H: tl.constexpr, N: tl.constexpr, CL: tl.constexpr, HAS_S0: tl.constexpr, SAVE: tl.constexpr):
-    pid = tl.program_id(0)                       # one program per (batch, head)
+                     H: tl.constexpr, N: tl.constexpr, BV: tl.constexpr, CL: tl.constexpr,
+                     HAS_S0: tl.constexpr, SAVE: tl.constexpr):
+    pid = tl.program_id(0)                       # (batch, head)
+    iv = tl.program_id(1)                        # block of BV value rows: rows evolve independently
     bb, hh = pid // H, pid % H
-    i = tl.arange(0, N)                          # value index (rows)
+    i = iv * BV + tl.arange(0, BV)               # value index (rows)
     j = tl.arange(0, N)                          # key index (columns)
     mat = i[:, None] * N + j[None, :]
     if HAS_S0: S = tl.load(s0_ptr + pid * N * N + mat).to(tl.float32)
-    else: S = tl.zeros((N, N), dtype=tl.float32)
+    else: S = tl.zeros((BV, N), dtype=tl.float32)
     nc = (T + CL - 1) // CL
     for t in range(0, T):
         if SAVE:
@@ -60,7 +62,7 @@ def _wkv7_fwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, s0_ptr, y_ptr, sT
         vt = tl.load(v_ptr + off + i).to(tl.float32)
         at = tl.load(a_ptr + off + j).to(tl.float32)
         bt = tl.load(b_ptr + off + j).to(tl.float32)
-        sa = tl.sum(S * at[None, :], axis=1)                     # S a, [N] over rows
+        sa = tl.sum(S * at[None, :], axis=1)                     # S a, [BV] over rows
         S = S * tl.exp(wt)[None, :] + sa[:, None] * bt[None, :] + vt[:, None] * kt[None, :]
         yt = tl.sum(S * rt[None, :], axis=1)
         tl.store(y_ptr + off + i, yt.to(y_ptr.dtype.element_ty))
@@ -69,24 +71,28 @@ def _wkv7_fwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, s0_ptr, y_ptr, sT
 # %% ../nbs/02_wkv_triton.ipynb #c006
 @triton.jit
 def _wkv7_bwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, dy_ptr, dsT_ptr, ckpt_ptr, scr_ptr,
-                     dr_ptr, dw_ptr, dk_ptr, dv_ptr, da_ptr, db_ptr, ds0_ptr, T,
-                     H: tl.constexpr, N: tl.constexpr, CL: tl.constexpr):
+                     dr_ptr, dw_ptr, dk_ptr, dv_ptr, da_ptr, db_ptr, ds0_ptr, T, PSTRIDE,
+                     H: tl.constexpr, N: tl.constexpr, BV: tl.constexpr, CL: tl.constexpr):
     pid = tl.program_id(0)
+    iv = tl.program_id(1)
+    NV: tl.constexpr = N // BV
     bb, hh = pid // H, pid % H
-    i = tl.arange(0, N)
+    i = iv * BV + tl.arange(0, BV)
     j = tl.arange(0, N)
     mat = i[:, None] * N + j[None, :]
+    loc = tl.arange(0, BV)[:, None] * N + j[None, :]            # a [BV, N] block in the scratch
+    pofs = iv * PSTRIDE                     # column sums over this row block go to partial iv
     dS = tl.load(dsT_ptr + pid * N * N + mat)
     nc = (T + CL - 1) // CL
-    scr = scr_ptr + pid * (CL + 1) * N * N
+    scr = scr_ptr + (pid * NV + iv) * CL * BV * N
     for cc in range(0, nc):
         c = nc - 1 - cc
         t0 = c * CL
         n_steps = tl.minimum(T - t0, CL)
-        # recompute the chunk's states: scratch[m] = S after step t0 + m - 1 (scratch[0] = chunk start)
+        # recompute the chunk's states: scratch[m] = S_{t0+m-1}, the state before step t0 + m
         S = tl.load(ckpt_ptr + (pid * nc + c) * N * N + mat)
-        tl.store(scr + mat, S)
         for m in range(0, n_steps):
+            tl.store(scr + m * BV * N + loc, S)
             off = ((bb * T + t0 + m) * H + hh) * N
             wt = tl.load(w_ptr + off + j).to(tl.float32)
             kt = tl.load(k_ptr + off + j).to(tl.float32)
@@ -95,7 +101,6 @@ def _wkv7_bwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, dy_ptr, dsT_ptr, 
             bt = tl.load(b_ptr + off + j).to(tl.float32)
             sa = tl.sum(S * at[None, :], axis=1)
             S = S * tl.exp(wt)[None, :] + sa[:, None] * bt[None, :] + vt[:, None] * kt[None, :]
-            tl.store(scr + (m + 1) * N * N + mat, S)
         tl.debug_barrier()
         for mm in range(0, n_steps):
             m = n_steps - 1 - mm
@@ -107,24 +112,36 @@ def _wkv7_bwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, dy_ptr, dsT_ptr, 
             at = tl.load(a_ptr + off + j).to(tl.float32)
             bt = tl.load(b_ptr + off + j).to(tl.float32)
             dyt = tl.load(dy_ptr + off + i).to(tl.float32)
-            S_t = tl.load(scr + (m + 1) * N * N + mat)
-            S_p = tl.load(scr + m * N * N + mat)
+            S_p = tl.load(scr + m * BV * N + loc)                  # S_{t-1}, rows of this block
             dS = dS + dyt[:, None] * rt[None, :]
             dt = tl.exp(wt)
             sb = tl.sum(dS * bt[None, :], axis=1)                 # dS b, rows
             sa = tl.sum(S_p * at[None, :], axis=1)                # S_{t-1} a, rows
-            tl.store(dr_ptr + off + j, tl.sum(S_t * dyt[:, None], axis=0).to(dr_ptr.dtype.element_ty))
+            # dr = S_tᵀ dy with S_t = S_{t-1} D + (S_{t-1} a) bᵀ + v kᵀ, so S_t need not be stored
+            q = tl.sum(S_p * dyt[:, None], axis=0)
+            drt = dt * q + bt * tl.sum(sa * dyt, axis=0) + kt * tl.sum(vt * dyt, axis=0)
+            tl.store(dr_ptr + pofs + off + j, drt.to(dr_ptr.dtype.element_ty))
             tl.store(dv_ptr + off + i, tl.sum(dS * kt[None, :], axis=1).to(dv_ptr.dtype.element_ty))
-            tl.store(dk_ptr + off + j, tl.sum(dS * vt[:, None], axis=0).to(dk_ptr.dtype.element_ty))
-            tl.store(dw_ptr + off + j, (tl.sum(S_p * dS, axis=0) * dt).to(dw_ptr.dtype.element_ty))
-            tl.store(da_ptr + off + j, tl.sum(S_p * sb[:, None], axis=0).to(da_ptr.dtype.element_ty))
-            tl.store(db_ptr + off + j, tl.sum(dS * sa[:, None], axis=0).to(db_ptr.dtype.element_ty))
+            tl.store(dk_ptr + pofs + off + j, tl.sum(dS * vt[:, None], axis=0).to(dk_ptr.dtype.element_ty))
+            tl.store(dw_ptr + pofs + off + j, (tl.sum(S_p * dS, axis=0) * dt).to(dw_ptr.dtype.element_ty))
+            tl.store(da_ptr + pofs + off + j, tl.sum(S_p * sb[:, None], axis=0).to(da_ptr.dtype.element_ty))
+            tl.store(db_ptr + pofs + off + j, tl.sum(dS * sa[:, None], axis=0).to(db_ptr.dtype.element_ty))
             dS = dS * dt[None, :] + sb[:, None] * at[None, :]
         tl.debug_barrier()
     tl.store(ds0_ptr + pid * N * N + mat, dS)
 
 # %% ../nbs/02_wkv_triton.ipynb #c008
-def _num_warps(N: int) -> int: return 1 if N <= 16 else (2 if N <= 32 else (4 if N <= 64 else 8))
+def _num_warps(BV: int, N: int) -> int:
+    n = BV * N                                   # state elements one program holds
+    return 1 if n <= 256 else (2 if n <= 1024 else (4 if n <= 4096 else 8))
+
+def _default_bv(N: int, backward: bool) -> int:
+    """Rows per program. The forward pass splits the state into blocks of 16 value rows (more
+    programs in flight, row sums stay inside a warp); the backward pass keeps whole states, because
+    its key-side gradients are sums over all rows (split, they go through float32 partials).
+    The interpreter runs whole states (fewer, larger programs are faster there)."""
+    if interpreted() or backward: return N
+    return min(N, 16)
 
 def _check_device(x: torch.Tensor):
     if x.is_cuda: return
@@ -132,41 +149,58 @@ def _check_device(x: torch.Tensor):
         raise RuntimeError("wkv7 backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before "
                            "dreamstate.wkv_triton is imported, to run the kernels in Triton's CPU interpreter)")
 
+def _check_bv(bv, N):
+    if bv is None: return None
+    if bv not in (4, 8, 16, 32, 64, 128) or bv > N:
+        raise ValueError(f"wkv7 triton: rows per program {bv} must be a power of two in [4, N={N}]")
+    return bv
+
 class WKV7Triton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, r, w, k, v, a, b, s0):
+    def forward(ctx, r, w, k, v, a, b, s0, bv_fwd=None, bv_bwd=None, num_warps=None):
         B, T, H, N = r.shape
         if N not in (16, 32, 64, 128): raise ValueError(f"wkv7 triton: head size N={N} not supported (16, 32, 64, 128)")
+        bv = _check_bv(bv_fwd, N) or _default_bv(N, False)
         r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
         s0c = s0.float().contiguous() if s0 is not None else None
-        save = any(ctx.needs_input_grad)
+        save = any(ctx.needs_input_grad[:7])
         nc = triton.cdiv(T, CHUNK)
         y = torch.empty_like(r)
         sT = torch.empty(B, H, N, N, device=r.device, dtype=torch.float32)
         ckpt = torch.empty(B * H, nc, N, N, device=r.device, dtype=torch.float32) if save else sT
-        _wkv7_fwd_kernel[(B * H,)](r, w, k, v, a, b, s0c if s0c is not None else sT, y, sT, ckpt, T,
-                                   H=H, N=N, CL=CHUNK, HAS_S0=s0c is not None, SAVE=save, num_warps=_num_warps(N))
+        _wkv7_fwd_kernel[(B * H, N // bv)](r, w, k, v, a, b, s0c if s0c is not None else sT, y, sT, ckpt, T,
+                                           H=H, N=N, BV=bv, CL=CHUNK, HAS_S0=s0c is not None, SAVE=save,
+                                           num_warps=num_warps or _num_warps(bv, N))
         if save: ctx.save_for_backward(r, w, k, v, a, b, ckpt)
         ctx.has_s0, ctx.s0_dtype = s0 is not None, (s0.dtype if s0 is not None else None)
+        ctx.bv_bwd, ctx.num_warps = _check_bv(bv_bwd, N) or _default_bv(N, True), num_warps
         return y, sT
 
     @staticmethod
     def backward(ctx, dy, dsT):
         r, w, k, v, a, b, ckpt = ctx.saved_tensors
         B, T, H, N = r.shape
+        bv = ctx.bv_bwd; nv = N // bv
         dy = torch.zeros_like(r) if dy is None else dy.contiguous()
         dsT = torch.zeros(B, H, N, N, device=r.device) if dsT is None else dsT.float().contiguous()
-        grads = [torch.empty_like(x) for x in (r, w, k, v, a, b)]
+        dv = torch.empty_like(v)
+        # key-side gradients: written directly with whole states, else float32 partials per row block
+        cols = ([torch.empty_like(x) for x in (r, w, k, a, b)] if nv == 1 else
+                [torch.empty(nv, *x.shape, device=x.device, dtype=torch.float32) for x in (r, w, k, a, b)])
         ds0 = torch.empty(B, H, N, N, device=r.device, dtype=torch.float32)
-        scratch = torch.empty(B * H, CHUNK + 1, N, N, device=r.device, dtype=torch.float32)
-        _wkv7_bwd_kernel[(B * H,)](r, w, k, v, a, b, dy, dsT, ckpt, scratch, *grads, ds0, T,
-                                   H=H, N=N, CL=CHUNK, num_warps=_num_warps(N))
-        return (*grads, ds0.to(ctx.s0_dtype) if ctx.has_s0 else None)
+        scratch = torch.empty(B * H * nv, CHUNK, bv, N, device=r.device, dtype=torch.float32)
+        dr, dw, dk, da, db = cols
+        _wkv7_bwd_kernel[(B * H, nv)](r, w, k, v, a, b, dy, dsT, ckpt, scratch, dr, dw, dk, dv, da, db, ds0,
+                                      T, B * T * H * N, H=H, N=N, BV=bv, CL=CHUNK,
+                                      num_warps=ctx.num_warps or _num_warps(bv, N))
+        if nv > 1: dr, dw, dk, da, db = (g.sum(0).to(x.dtype) for g, x in zip(cols, (r, w, k, a, b)))
+        return dr, dw, dk, dv, da, db, (ds0.to(ctx.s0_dtype) if ctx.has_s0 else None), None, None, None
 
-def wkv7_triton(r, w, k, v, a, b, s0=None):
-    "WKV-7 with the Triton kernels; same contract as `dreamstate.wkv.wkv7`."
+def wkv7_triton(r, w, k, v, a, b, s0=None, *, bv_fwd=None, bv_bwd=None, num_warps=None):
+    """WKV-7 with the Triton kernels; same contract as `dreamstate.wkv.wkv7`. `bv_fwd`/`bv_bwd`
+    (value rows per program) and `num_warps` override the tuned defaults (the kernel lab sweeps them)."""
     check_wkv_inputs(r, w, k, v, a, b, s0)
     if r.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
         raise TypeError(f"wkv7 triton: unsupported dtype {r.dtype}")
     _check_device(r)
-    return WKV7Triton.apply(r, w, k, v, a, b, s0)
+    return WKV7Triton.apply(r, w, k, v, a, b, s0, bv_fwd, bv_bwd, num_warps)
