@@ -211,7 +211,8 @@ def main():
             for r in rows:
                 if (r["B"], r["T"], r["H"], r["N"]) == (B, T, H, N) and "fwd_ms" in r:
                     r["fwd_speedup_vs_fla_chunk"] = base["fwd_ms"] / r["fwd_ms"]
-                    r["fwdbwd_speedup_vs_fla_chunk"] = base["fwdbwd_ms"] / r["fwdbwd_ms"]
+                    if "fwdbwd_ms" in r and "fwdbwd_ms" in base:
+                        r["fwdbwd_speedup_vs_fla_chunk"] = base["fwdbwd_ms"] / r["fwdbwd_ms"]
     versions = {"torch": torch.__version__, "python": platform.python_version()}
     for p in ("triton", "fla"):
         try: versions[p] = __import__(p).__version__
