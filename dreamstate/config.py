@@ -7,7 +7,7 @@ Docs: https://dreamstate-ml.github.io/dreamstate/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #c002
 from __future__ import annotations
-import configparser, csv, hashlib, io, json, os, platform, random, subprocess, sys, time
+import configparser, csv, hashlib, json, os, platform, random, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np

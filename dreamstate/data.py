@@ -93,9 +93,8 @@ class ByteTokenizer:
         return bytes(i for i in ids if i != EOT).decode("utf-8", errors="replace")
 
 # %% ../nbs/04_data.ipynb #c011
-import json, math, random, re
-from collections import Counter
-from dataclasses import dataclass, field
+import json, random
+from dataclasses import dataclass
 
 __all__ += ["Document", "PERSONAS", "persona_corpus", "load_folder", "load_jsonl", "split_documents",
             "corpus_stats", "load_prompts"]

@@ -10,7 +10,7 @@ Docs: https://dreamstate-ml.github.io/dreamstate/hybrid.html.md"""
 # %% ../nbs/10_hybrid.ipynb #c002
 from __future__ import annotations
 import math
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn

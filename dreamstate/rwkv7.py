@@ -7,8 +7,8 @@ Docs: https://dreamstate-ml.github.io/dreamstate/rwkv7.html.md"""
 
 # %% ../nbs/03_rwkv7.ipynb #c002
 from __future__ import annotations
-import math, os, tempfile
-from dataclasses import dataclass, asdict, fields
+import os, tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

@@ -8,8 +8,8 @@ Docs: https://dreamstate-ml.github.io/dreamstate/states.html.md"""
 
 # %% ../nbs/06_states.ipynb #c002
 from __future__ import annotations
-import hashlib, json, os, random
-from dataclasses import dataclass, field, asdict
+import json, os, random
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import torch

@@ -10,7 +10,7 @@ Docs: https://dreamstate-ml.github.io/dreamstate/train_lm.html.md"""
 from __future__ import annotations
 import csv, json, math, os, time
 from contextlib import nullcontext
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import torch

@@ -21,11 +21,11 @@ def inputs(B, T, H, N, seed=0, decay=None):
     return [rnd(), w, rnd(), rnd(), -kk, kk * torch.rand(B, T, H, N, generator=g)]
 
 
-def run_both(xs, s0):
+def run_both(xs, s0, **kw):
     "(outputs, grads) of the Triton kernel (float32) and of the float64 reference, same cotangents."
     xt = [x.to(DEV).requires_grad_() for x in xs]
     st = s0.to(DEV).requires_grad_() if s0 is not None else None
-    y, sT = wkv7_triton(*xt, s0=st)
+    y, sT = wkv7_triton(*xt, s0=st, **kw)
     g = torch.Generator().manual_seed(1)
     gy, gs = torch.randn(y.shape, generator=g), torch.randn(sT.shape, generator=g)
     params = xt + ([st] if st is not None else [])
@@ -38,7 +38,9 @@ def run_both(xs, s0):
     return [y, sT, *grads], [y_r, s_r, *g_r]
 
 
-def rel(a, b): return float((a.detach().cpu().double() - b.detach()).abs().max() / b.detach().abs().max().clamp_min(1e-6))
+def rel(a, b):
+    a, b = a.detach().cpu().double(), b.detach().cpu().double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-6))
 
 
 NAMES = ["y", "s_T", "dr", "dw", "dk", "dv", "da", "db", "ds0"]
@@ -54,6 +56,22 @@ def test_triton_matches_reference(B, T, H, N, with_s0):
     ours, ref = run_both(xs, s0)
     for name, a, b in zip(NAMES, ours, ref):
         assert rel(a, b) <= 1e-4, (name, rel(a, b))
+
+
+@pytest.mark.parametrize("bv_fwd,bv_bwd", [(8, 8), (16, 32), (32, 16)])
+def test_triton_row_blocks(bv_fwd, bv_bwd):
+    "The state split into blocks of value rows (forward and backward, float32 partials) = whole state."
+    xs = inputs(2, 19, 2, 32, seed=11)
+    s0 = torch.randn(2, 2, 32, 32, generator=torch.Generator().manual_seed(5))
+    ours, ref = run_both(xs, s0, bv_fwd=bv_fwd, bv_bwd=bv_bwd)
+    for name, a, b in zip(NAMES, ours, ref):
+        assert rel(a, b) <= 1e-4, (name, bv_fwd, bv_bwd, rel(a, b))
+
+
+def test_triton_rejects_bad_row_block():
+    xs = inputs(1, 4, 1, 16)
+    with pytest.raises(ValueError, match="rows per program"):
+        wkv7_triton(*[x.to(DEV) for x in xs], bv_fwd=32)
 
 
 @pytest.mark.parametrize("decay", [-20.0, -1e-5])
