@@ -123,8 +123,18 @@ class HybridRWKV7(nn.Module):
         q = torch.einsum("blmr,lmrq,blmq->blm", s, G, s)
         return (self.alpha ** 2 * q).sum((1, 2))
 
-    def forward(self, ctx, ctx_mask, tokens, s: torch.Tensor | None = None, state: RWKVState | None = None):
-        "Logits `[B,T,V]` of `tokens` read by the core with W(c); `s` overrides the head's coefficients."
+    @property
+    def ddp_find_unused_parameters(self) -> bool:
+        "Without the diffusion loss the denoiser takes no part in the loss; DDP must be told (read by `train`)."
+        return self.hcfg.lambda_diff == 0
+
+    def forward(self, ctx, ctx_mask, tokens, s: torch.Tensor | None = None, state: RWKVState | None = None,
+                diffusion: Diffusion | None = None, generator=None):
+        """Logits `[B,T,V]` of `tokens` read by the core with W(c); `s` overrides the head's coefficients.
+        With `diffusion`, `tokens` is a window `[B,T+1]` and the result is the training objective
+        `(loss, {term: tensor})`: computed inside `forward`, so that DistributedDataParallel sees every
+        parameter the loss uses (the context encoder and the denoiser included)."""
+        if diffusion is not None: return self._objective(ctx, ctx_mask, tokens, diffusion, generator)
         if s is None: s = self.coefficients(self.encode(ctx, ctx_mask))
         try:
             for l, blk in enumerate(self.core.blocks):
@@ -136,6 +146,20 @@ class HybridRWKV7(nn.Module):
                 for m in MATS: getattr(blk.att, m).delta = None
         return logits
 
+    def _objective(self, ctx, mask, win, diffusion: Diffusion, generator=None):
+        "LM cross-entropy + λ_reg ‖αΔW‖² + λ_diff · denoising loss on (ctx, mask, window)."
+        z = self.encode(ctx, mask)
+        s = self.coefficients(z)
+        logits = self(ctx, mask, win[:, :-1], s=s)
+        ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), win[:, 1:].reshape(-1))
+        reg = self.delta_norm2(s).mean()
+        loss = ce + self.hcfg.lambda_reg * reg
+        diff = torch.zeros((), device=ce.device)
+        if self.hcfg.lambda_diff > 0:
+            diff = diffusion.loss(self.denoiser, s.detach().flatten(1), z, null_label=0.0, p_uncond=0.1, generator=generator)
+            loss = loss + self.hcfg.lambda_diff * diff
+        return loss, {"ce": ce.detach(), "diffusion": diff.detach(), "reg": reg.detach()}
+
     @torch.no_grad()
     def sample_coefficients(self, z: torch.Tensor, diffusion: Diffusion, steps: int = 20, seed: int = 0) -> torch.Tensor:
         "s ~ p(s | c) from the denoiser by `steps` DDIM steps."
@@ -144,21 +168,11 @@ class HybridRWKV7(nn.Module):
         return diffusion.ddim(self.denoiser, x, z, steps).view(-1, self.cfg.n_layer, 3, self.hcfg.rank)
 
 def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None):
-    "The multi-objective loss on a batch (ctx, ctx_mask, window); returns (loss, per-term metrics)."
+    "The multi-objective loss on a batch (ctx, ctx_mask, window); returns (loss, per-term metrics). `model` may be DDP-wrapped."
     net = model.module if hasattr(model, "module") else model
-    ctx, mask, win = batch
     dev = next(net.parameters()).device
-    ctx, mask, win = ctx.to(dev), mask.to(dev), win.to(dev)
-    z = net.encode(ctx, mask)
-    s = net.coefficients(z)
-    logits = model(ctx, mask, win[:, :-1], s=s)
-    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), win[:, 1:].reshape(-1))
-    reg = net.delta_norm2(s).mean()
-    loss = ce + net.hcfg.lambda_reg * reg
-    diff = torch.zeros((), device=dev)
-    if net.hcfg.lambda_diff > 0:
-        diff = diffusion.loss(net.denoiser, s.detach().flatten(1), z, null_label=0.0, p_uncond=0.1, generator=generator)
-        loss = loss + net.hcfg.lambda_diff * diff
-    metrics = {"ce": ce.item(), "diffusion": diff.item(), "reg": reg.item()}
+    ctx, mask, win = (t.to(dev) for t in batch)
+    loss, terms = model(ctx, mask, win, diffusion=diffusion, generator=generator)
+    metrics = {k: v.item() for k, v in terms.items()}
     metrics.update({f"alpha_{l}_{m[0]}": net.alpha[l, j].item() for l in range(net.cfg.n_layer) for j, m in enumerate(MATS)})
     return loss, metrics

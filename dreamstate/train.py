@@ -107,7 +107,9 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
         if state.get("rng_cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state["rng_cuda"])
         if rank == 0: print(f"resuming {out_dir} at step {start}", flush=True)
     if rank == 0: _write_csv(out_dir / "metrics.csv", history)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # a model that leaves some parameters out of some losses says so (e.g. HybridRWKV7 without its diffusion term)
+    net = (torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=bool(getattr(model, "ddp_find_unused_parameters", False)))
+           if world > 1 else model)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (dev.type == "cuda" and cfg.amp_bf16) else nullcontext()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or rank != 0,
                mininterval=5, dynamic_ncols=False, ncols=100)

@@ -52,3 +52,20 @@ def test_loss_terms_and_frozen_alpha():
     assert h.alpha.grad.abs().sum() > 0
     frozen = HybridRWKV7(CFG, HybridConfig(rank=4, freeze_alpha=True), seed=4)
     assert not frozen.alpha.requires_grad
+
+
+def test_hybrid_with_triton_backend_equals_torch_path():
+    "The core of the hybrid through the Triton kernel (interpreter on the CPU) = through the chunked torch path."
+    import pytest
+    pytest.importorskip("triton", reason="triton is not installed")
+    from dreamstate.wkv_triton import interpreted
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if dev == "cpu" and not interpreted(): pytest.skip("no GPU and Triton's interpreter is off")
+    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=5).to(dev)
+    with torch.no_grad():
+        for p in h.core.parameters(): p.add_(0.05 * torch.randn_like(p))
+        h.alpha.fill_(0.3)
+        ctx, x = torch.randint(1, 256, (2, 7), device=dev), torch.randint(1, 256, (2, 11), device=dev)
+        h.core.backend = "chunked"; ref = h(ctx, None, x)
+        h.core.backend = "triton"; out = h(ctx, None, x)
+    assert float((out - ref).abs().max() / ref.abs().max()) < 1e-4

@@ -1,5 +1,5 @@
 """The training loop: exact resume, atomic checkpoints, DDP equivalence, and the LM pieces."""
-import json, socket, subprocess, sys
+import json, math, socket, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -54,6 +54,25 @@ def test_two_gloo_processes_match_single_process(tmp_path):
     assert len(a["loss"]) == len(b["loss"]) == 6
     for x, y in zip(a["loss"], b["loss"]): assert abs(x - y) <= 1e-5, (a["loss"], b["loss"])
     assert abs(a["param_sum"] - b["param_sum"]) <= 1e-4 * max(1.0, abs(a["param_sum"]))
+
+
+def _run_worker(mode, out, world):
+    cmd = [sys.executable, str(HERE / "ddp_worker.py"), str(out), mode]
+    if world > 1:
+        cmd[1:2] = ["-m", "torch.distributed.run", f"--nproc_per_node={world}", "--master_addr=127.0.0.1",
+                    f"--master_port={_free_port()}", str(HERE / "ddp_worker.py")]
+    subprocess.run(cmd, check=True, timeout=300)
+    return json.loads(out.read_text())
+
+
+def test_hybrid_under_torchrun(tmp_path):
+    "The hybrid trains under DDP: without the diffusion term, 2 processes = 1 (its noise is drawn per process-local batch, so with it only finiteness is checked)."
+    a, b = _run_worker("hybrid", tmp_path / "h1.json", 1), _run_worker("hybrid", tmp_path / "h2.json", 2)
+    assert a["world"] == 1 and b["world"] == 2
+    for x, y in zip(a["loss"], b["loss"]): assert abs(x - y) <= 1e-5, (a["loss"], b["loss"])
+    assert abs(a["param_sum"] - b["param_sum"]) <= 1e-4 * max(1.0, abs(a["param_sum"]))
+    c = _run_worker("hybrid_diff", tmp_path / "h3.json", 2)
+    assert c["world"] == 2 and len(c["loss"]) == 6 and all(math.isfinite(x) for x in c["loss"])
 
 
 def test_bigram_baseline_and_stream():
