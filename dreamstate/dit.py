@@ -21,7 +21,8 @@ from .rwkv7 import RWKV7Config, RWKVState
 __all__ = ["DiTConfig", "DIT_PRESETS", "DiT", "DiTBlock", "StateDiT", "generate_states", "edit_state", "interpolate_states"]
 
 # %% auto #0
-__all__ = ['DIT_PRESETS', 'DiTConfig', 'DiTBlock', 'DiT', 'StateDiT', 'generate_states', 'edit_state', 'interpolate_states']
+__all__ = ['DIT_PRESETS', 'DiTConfig', 'DiTBlock', 'DiT', 'StateDiT', 'generate_states', 'edit_state', 'interpolate_states',
+           'build_state_dit']
 
 # %% ../nbs/08_state_dit.ipynb #c004
 @dataclass
@@ -237,3 +238,24 @@ def interpolate_states(dit: StateDiT, diffusion: Diffusion, a: RWKVState, b: RWK
         img = diffusion.ddim(dit.ema, z, y, steps, clip=float(dit.clip))
         out.append(dit.to_state(dit.from_image(img), y, a))
     return out
+
+# %% ../nbs/08_state_dit.ipynb #c009b
+def build_state_dit(tr, preset: str, norm: str = "channel", ema_decay: float = 0.999, layers="all") -> StateDiT:
+    """A `StateDiT` of DiT preset `preset` for the states of `tr` (a `StateDataset`), with its statistics,
+    the personas' mean shift vectors, and the x̂0 bound all taken from the training states.
+    `norm`: `channel` (one scale per (layer, head) matrix) or `coordinate` (per coordinate)."""
+    cfg, names = tr.cfg, tr.label_names
+    nl = cfg.n_layer if layers == "all" else 1
+    dcfg = DiTConfig(in_channels=nl * cfg.n_head, input_size=cfg.head_size, num_classes=len(names), **DIT_PRESETS[preset])
+    wkv = tr.wkv if layers == "all" else tr.wkv[:, layers:layers + 1]
+    flat = wkv.flatten(1)
+    mean = flat.mean(0)
+    if norm == "coordinate": std = flat.std(0).clamp_min(1e-6 * float(flat.std(0).max()))
+    elif norm == "channel":   # one scale per (layer, head) matrix: keeps the matrices' own structure
+        std = wkv.flatten(3).std(dim=(0, 3))[:, :, None].expand(-1, -1, cfg.head_size ** 2).flatten()
+    else: raise ValueError(f"dit_norm must be 'coordinate' or 'channel', got {norm!r}")
+    y = tr.label_ids(names)
+    att_m = torch.stack([tr.att_shift[y == i].mean(0) for i in range(len(names))])
+    ffn_m = torch.stack([tr.ffn_shift[y == i].mean(0) for i in range(len(names))])
+    clip = 1.1 * float(((flat - mean) / std).abs().max())
+    return StateDiT(dcfg, cfg, names, layers, mean, std, att_m, ffn_m, ema_decay=ema_decay, clip=clip)

@@ -135,7 +135,7 @@ def _num_warps(BV: int, N: int) -> int:
     n = BV * N                                   # state elements one program holds
     return 1 if n <= 1024 else (4 if n <= 4096 else 8)   # measured on an H200: kernels/results
 
-def _default_bv(N: int, backward: bool) -> int:
+def _default_bv(N: int) -> int:
     """Rows per program: blocks of 16 value rows on CUDA, one warp each (more programs in flight,
     row sums inside a warp; the backward's key-side gradients, sums over all rows, then go through
     float32 partials), the fastest of the sweep in kernels/results. The interpreter runs whole
@@ -160,7 +160,7 @@ class WKV7Triton(torch.autograd.Function):
     def forward(ctx, r, w, k, v, a, b, s0, bv_fwd=None, bv_bwd=None, num_warps=None):
         B, T, H, N = r.shape
         if N not in (16, 32, 64, 128): raise ValueError(f"wkv7 triton: head size N={N} not supported (16, 32, 64, 128)")
-        bv = _check_bv(bv_fwd, N) or _default_bv(N, False)
+        bv = _check_bv(bv_fwd, N) or _default_bv(N)
         r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
         s0c = s0.float().contiguous() if s0 is not None else None
         save = any(ctx.needs_input_grad[:7])
@@ -173,7 +173,7 @@ class WKV7Triton(torch.autograd.Function):
                                            num_warps=num_warps or _num_warps(bv, N))
         if save: ctx.save_for_backward(r, w, k, v, a, b, ckpt)
         ctx.has_s0, ctx.s0_dtype = s0 is not None, (s0.dtype if s0 is not None else None)
-        ctx.bv_bwd, ctx.num_warps = _check_bv(bv_bwd, N) or _default_bv(N, True), num_warps
+        ctx.bv_bwd, ctx.num_warps = _check_bv(bv_bwd, N) or _default_bv(N), num_warps
         return y, sT
 
     @staticmethod

@@ -11,7 +11,7 @@ import sys, time, torch, numpy as np
 from dreamstate.config import load_profile
 from dreamstate.rwkv7 import RWKV7
 from dreamstate.states import StateDataset
-from dreamstate.dit import StateDiT, DiTConfig, DIT_PRESETS, generate_states
+from dreamstate.dit import DIT_PRESETS, build_state_dit, generate_states
 DIT_PRESETS["W3"] = dict(hidden=256, depth=3, heads=4, patch_size=4)
 DIT_PRESETS["W2"] = dict(hidden=256, depth=2, heads=4, patch_size=4)
 from dreamstate.diffusion import Diffusion
@@ -24,19 +24,11 @@ P = load_profile("cpu")
 lm = RWKV7.load(P.build_dir / "lm" / "rwkv7.pth").eval()
 states = StateDataset.load(P.build_dir / "states", lm.cfg)
 tr, te = states.split("train"), states.split("test"); names = states.label_names
-cfg = tr.cfg
-dcfg = DiTConfig(in_channels=cfg.n_layer * cfg.n_head, input_size=cfg.head_size, num_classes=len(names), **DIT_PRESETS[preset])
-wkv = tr.wkv; flat = wkv.flatten(1); mean = flat.mean(0)
-if norm == "coordinate": std = flat.std(0).clamp_min(1e-6 * float(flat.std(0).max()))
-else: std = wkv.flatten(3).std(dim=(0, 3))[:, :, None].expand(-1, -1, cfg.head_size ** 2).flatten()
+dit = build_state_dit(tr, preset, norm, ema_decay)
 y = tr.label_ids(names)
-att_m = torch.stack([tr.att_shift[y == i].mean(0) for i in range(len(names))])
-ffn_m = torch.stack([tr.ffn_shift[y == i].mean(0) for i in range(len(names))])
-clip = 1.1 * float(((flat - mean) / std).abs().max())
-dit = StateDiT(dcfg, cfg, names, "all", mean, std, att_m, ffn_m, ema_decay=ema_decay, clip=clip)
 diffusion = Diffusion("cosine", 1000, pred)
 X, Y = dit.to_image(tr.wkv), y
-print(norm, preset, pred, steps, sum(p.numel() for p in dit.net.parameters()), "params; clip", clip, flush=True)
+print(norm, preset, pred, steps, sum(p.numel() for p in dit.net.parameters()), "params; clip", float(dit.clip), flush=True)
 def bf(step):
     g = torch.Generator().manual_seed(1_000_003 + step); idx = torch.randint(0, len(X), (64,), generator=g)
     return X[idx], Y[idx], step
