@@ -1,4 +1,5 @@
 """The hybrid: α = 0 is the plain core, the low-rank update is what it claims, masks, the loss terms."""
+import pytest
 import torch
 
 from dreamstate.diffusion import Diffusion
@@ -56,7 +57,6 @@ def test_loss_terms_and_frozen_alpha():
 
 def test_hybrid_with_triton_backend_equals_torch_path():
     "The core of the hybrid through the Triton kernel (interpreter on the CPU) = through the chunked torch path."
-    import pytest
     pytest.importorskip("triton", reason="triton is not installed")
     from dreamstate.wkv_triton import interpreted
     dev = "cuda" if torch.cuda.is_available() else "cpu"

@@ -44,25 +44,22 @@ def _free_port():
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
-def test_two_gloo_processes_match_single_process(tmp_path):
-    single, multi = tmp_path / "single.json", tmp_path / "ddp.json"
-    subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(single)], check=True, timeout=300)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                    f"--master_port={_free_port()}", str(HERE / "ddp_worker.py"), str(multi)], check=True, timeout=300)
-    a, b = json.loads(single.read_text()), json.loads(multi.read_text())
-    assert a["world"] == 1 and b["world"] == 2
-    assert len(a["loss"]) == len(b["loss"]) == 6
-    for x, y in zip(a["loss"], b["loss"]): assert abs(x - y) <= 1e-5, (a["loss"], b["loss"])
-    assert abs(a["param_sum"] - b["param_sum"]) <= 1e-4 * max(1.0, abs(a["param_sum"]))
-
-
 def _run_worker(mode, out, world):
+    "Run tests/ddp_worker.py in `mode` as one process or under torchrun with `world` gloo processes."
     cmd = [sys.executable, str(HERE / "ddp_worker.py"), str(out), mode]
     if world > 1:
         cmd[1:2] = ["-m", "torch.distributed.run", f"--nproc_per_node={world}", "--master_addr=127.0.0.1",
                     f"--master_port={_free_port()}", str(HERE / "ddp_worker.py")]
     subprocess.run(cmd, check=True, timeout=300)
     return json.loads(out.read_text())
+
+
+def test_two_gloo_processes_match_single_process(tmp_path):
+    a, b = _run_worker("lm", tmp_path / "single.json", 1), _run_worker("lm", tmp_path / "ddp.json", 2)
+    assert a["world"] == 1 and b["world"] == 2
+    assert len(a["loss"]) == len(b["loss"]) == 6
+    for x, y in zip(a["loss"], b["loss"]): assert abs(x - y) <= 1e-5, (a["loss"], b["loss"])
+    assert abs(a["param_sum"] - b["param_sum"]) <= 1e-4 * max(1.0, abs(a["param_sum"]))
 
 
 def test_hybrid_under_torchrun(tmp_path):
