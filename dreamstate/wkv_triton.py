@@ -27,7 +27,8 @@ if os.environ.get("TRITON_INTERPRET") == "1" and type(tl.sum).__name__ != "Inter
 
 from .wkv import check_wkv_inputs
 
-__all__ = ["wkv7_triton", "WKV7Triton", "CHUNK", "interpreted"]
+__all__ = ["wkv7_triton", "WKV7Triton", "WKV7TritonChunked", "CHUNK", "DEFAULT_FORM", "FORMS",
+           "PRECISIONS", "interpreted", "max_chunk_decay"]
 
 CHUNK = 16  # states stored every CHUNK steps for the backward pass
 
@@ -36,7 +37,8 @@ def interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 # %% auto #0
-__all__ = ['CHUNK', 'interpreted', 'WKV7Triton', 'wkv7_triton']
+__all__ = ['CHUNK', 'DEFAULT_FORM', 'FORMS', 'PRECISIONS', 'interpreted', 'WKV7Triton', 'max_chunk_decay', 'WKV7TritonChunked',
+           'wkv7_triton']
 
 # %% ../nbs/02_wkv_triton.ipynb #c004
 @triton.jit
@@ -196,11 +198,301 @@ class WKV7Triton(torch.autograd.Function):
         if nv > 1: dr, dw, dk, da, db = (g.sum(0).to(x.dtype) for g, x in zip(cols, (r, w, k, a, b)))
         return dr, dw, dk, dv, da, db, (ds0.to(ctx.s0_dtype) if ctx.has_s0 else None), None, None, None
 
-def wkv7_triton(r, w, k, v, a, b, s0=None, *, bv_fwd=None, bv_bwd=None, num_warps=None):
-    """WKV-7 with the Triton kernels; same contract as `dreamstate.wkv.wkv7`. `bv_fwd`/`bv_bwd`
-    (value rows per program) and `num_warps` override the tuned defaults (the kernel lab sweeps them)."""
-    check_wkv_inputs(r, w, k, v, a, b, s0)
+# %% ../nbs/02_wkv_triton.ipynb #c012
+@triton.jit
+def _unit_lower_inverse(M, L: tl.constexpr):
+    "(I - M)⁻¹ for a strictly lower-triangular [L,L] tile M, by forward substitution, one row per step."
+    rows = tl.arange(0, L)[:, None]
+    cols = tl.arange(0, L)[None, :]
+    Ti = tl.where(rows == cols, 1.0, 0.0)
+    for i in tl.static_range(1, L):
+        m_i = tl.sum(tl.where(rows == i, M, 0.0), axis=0)            # row i of M, over columns j
+        new = tl.sum(m_i[:, None] * Ti, axis=0)                      # Σ_j M[i,j] (I-M)⁻¹[j,:]
+        Ti = tl.where(rows == i, new[None, :] + tl.where(cols == i, 1.0, 0.0), Ti)
+    return Ti
+
+@triton.jit
+def _chunk_decays(w, L: tl.constexpr):
+    "Cumulative log decays of a chunk, inclusive c and exclusive c_prev [L,N], and the total c_L [N]."
+    c = tl.cumsum(w, axis=0)
+    cL = tl.sum(tl.where(tl.arange(0, L)[:, None] == L - 1, c, 0.0), axis=0)
+    return c, c - w, cL
+
+@triton.jit
+def _chunk_factors(r, k, a, b, c, cp, cL):
+    "a, r, b, k scaled by e^{±(c - c_L/2)}: a product of two gives e^{c_t - c_s} with no overflow."
+    ref = 0.5 * cL[None, :]
+    inv = tl.exp(ref - c)
+    return a * tl.exp(cp - ref), r * tl.exp(c - ref), b * inv, k * inv
+
+@triton.jit
+def _chunk_matrices(Af, Rf, Bf, Kf, L: tl.constexpr, PREC: tl.constexpr):
+    "M^ab, M^ak (strictly lower) and M^rb, M^rk (lower) of one chunk, [L,L] each."
+    rows = tl.arange(0, L)[:, None]
+    cols = tl.arange(0, L)[None, :]
+    m_ab = tl.where(rows > cols, tl.dot(Af, tl.trans(Bf), input_precision=PREC), 0.0)
+    m_ak = tl.where(rows > cols, tl.dot(Af, tl.trans(Kf), input_precision=PREC), 0.0)
+    m_rb = tl.where(rows >= cols, tl.dot(Rf, tl.trans(Bf), input_precision=PREC), 0.0)
+    m_rk = tl.where(rows >= cols, tl.dot(Rf, tl.trans(Kf), input_precision=PREC), 0.0)
+    return m_ab, m_ak, m_rb, m_rk
+
+@triton.jit
+def _load_tile(ptr, off, valid):
+    "A [L, ·] tile of an input in float32, rows past the end of the sequence as zeros."
+    return tl.load(ptr + off, mask=valid, other=0.0).to(tl.float32)
+
+# %% ../nbs/02_wkv_triton.ipynb #c013
+@triton.jit
+def _wkv7c_fwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, T, NT,
+                     H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0)                       # (batch, head)
+    ic = tl.program_id(1)                        # chunk
+    bb, hh = pid // H, pid % H
+    t = ic * L + tl.arange(0, L)
+    n = tl.arange(0, N)
+    valid = (t < T)[:, None]
+    off = ((bb * T + t) * H + hh)[:, None] * N + n[None, :]
+    r, w, k = _load_tile(r_ptr, off, valid), _load_tile(w_ptr, off, valid), _load_tile(k_ptr, off, valid)
+    v, a, b = _load_tile(v_ptr, off, valid), _load_tile(a_ptr, off, valid), _load_tile(b_ptr, off, valid)
+    c, cp, cL = _chunk_decays(w, L)
+    Af, Rf, Bf, Kf = _chunk_factors(r, k, a, b, c, cp, cL)
+    m_ab, m_ak, m_rb, m_rk = _chunk_matrices(Af, Rf, Bf, Kf, L, PREC)
+    Ti = _unit_lower_inverse(m_ab, L)
+    W = tl.dot(Ti, a * tl.exp(cp), input_precision=PREC)                         # X = W Sᵀ + U
+    U = tl.dot(Ti, tl.dot(m_ak, v, input_precision=PREC), input_precision=PREC)
+    Rw = r * tl.exp(c) + tl.dot(m_rb, W, input_precision=PREC)                   # Y = Rw Sᵀ + Yl
+    Yl = tl.dot(m_rb, U, input_precision=PREC) + tl.dot(m_rk, v, input_precision=PREC)
+    tmp = (pid * NT + t)[:, None] * N + n[None, :]
+    tl.store(W_ptr + tmp, W)
+    tl.store(U_ptr + tmp, U)
+    tl.store(Rw_ptr + tmp, Rw)
+    tl.store(Yl_ptr + tmp, Yl)
+
+@triton.jit
+def _wkv7c_fwd_scan(w_ptr, k_ptr, v_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, s0_ptr, y_ptr, sT_ptr, st_ptr,
+                    T, NT, H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr,
+                    PREC: tl.constexpr, HAS_S0: tl.constexpr, SAVE: tl.constexpr):
+    pid = tl.program_id(0)
+    iv = tl.program_id(1)                        # block of BV value rows
+    bb, hh = pid // H, pid % H
+    i = iv * BV + tl.arange(0, BV)
+    n = tl.arange(0, N)
+    mat = i[:, None] * N + n[None, :]
+    if HAS_S0: S = tl.load(s0_ptr + pid * N * N + mat).to(tl.float32)
+    else: S = tl.zeros((BV, N), dtype=tl.float32)
+    nc = NT // L
+    for ic in range(0, nc):
+        if SAVE: tl.store(st_ptr + (pid * nc + ic) * N * N + mat, S)     # the chunk's start state
+        t = ic * L + tl.arange(0, L)
+        valid = (t < T)[:, None]
+        row = ((bb * T + t) * H + hh)[:, None] * N
+        w = _load_tile(w_ptr, row + n[None, :], valid)
+        k = _load_tile(k_ptr, row + n[None, :], valid)
+        b = _load_tile(b_ptr, row + n[None, :], valid)
+        v = _load_tile(v_ptr, row + i[None, :], valid)                   # [L, BV]
+        c, cp, cL = _chunk_decays(w, L)
+        to_end = tl.exp(cL[None, :] - c)
+        tmp = (pid * NT + t)[:, None] * N
+        W, Rw = tl.load(W_ptr + tmp + n[None, :]), tl.load(Rw_ptr + tmp + n[None, :])
+        U, Yl = tl.load(U_ptr + tmp + i[None, :]), tl.load(Yl_ptr + tmp + i[None, :])
+        St = tl.trans(S)                                                 # [N (key), BV]
+        X = tl.dot(W, St, input_precision=PREC) + U                      # x_t = S_{t-1} a_t
+        y = tl.dot(Rw, St, input_precision=PREC) + Yl
+        tl.store(y_ptr + row + i[None, :], y.to(y_ptr.dtype.element_ty), mask=valid)
+        S = (S * tl.exp(cL)[None, :] + tl.dot(tl.trans(X), b * to_end, input_precision=PREC)
+             + tl.dot(tl.trans(v), k * to_end, input_precision=PREC))
+    tl.store(sT_ptr + pid * N * N + mat, S)
+
+# %% ../nbs/02_wkv_triton.ipynb #c014
+@triton.jit
+def _wkv7c_bwd_scan(w_ptr, b_ptr, dy_ptr, W_ptr, Rw_ptr, dsT_ptr, dse_ptr, ds0_ptr, T, NT,
+                    H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0)
+    iv = tl.program_id(1)
+    bb, hh = pid // H, pid % H
+    i = iv * BV + tl.arange(0, BV)
+    n = tl.arange(0, N)
+    mat = i[:, None] * N + n[None, :]
+    dS = tl.load(dsT_ptr + pid * N * N + mat)
+    nc = NT // L
+    for cc in range(0, nc):
+        ic = nc - 1 - cc
+        tl.store(dse_ptr + (pid * nc + ic) * N * N + mat, dS)          # gradient of the chunk's end state
+        t = ic * L + tl.arange(0, L)
+        valid = (t < T)[:, None]
+        row = ((bb * T + t) * H + hh)[:, None] * N
+        w = _load_tile(w_ptr, row + n[None, :], valid)
+        b = _load_tile(b_ptr, row + n[None, :], valid)
+        dy = _load_tile(dy_ptr, row + i[None, :], valid)                # [L, BV]
+        c, cp, cL = _chunk_decays(w, L)
+        tmp = (pid * NT + t)[:, None] * N + n[None, :]
+        W, Rw = tl.load(W_ptr + tmp), tl.load(Rw_ptr + tmp)
+        dSB = tl.dot(dS, tl.trans(b * tl.exp(cL[None, :] - c)), input_precision=PREC)     # [BV, L]
+        dS = (dS * tl.exp(cL)[None, :] + tl.dot(dSB, W, input_precision=PREC)
+              + tl.dot(tl.trans(dy), Rw, input_precision=PREC))
+    tl.store(ds0_ptr + pid * N * N + mat, dS)
+
+@triton.jit
+def _wkv7c_bwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, dy_ptr, st_ptr, dse_ptr,
+                     dr_ptr, dw_ptr, dk_ptr, dv_ptr, da_ptr, db_ptr, T,
+                     H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0)
+    ic = tl.program_id(1)
+    nc = tl.num_programs(1)
+    bb, hh = pid // H, pid % H
+    l = tl.arange(0, L)
+    t = ic * L + l
+    n = tl.arange(0, N)
+    valid = (t < T)[:, None]
+    off = ((bb * T + t) * H + hh)[:, None] * N + n[None, :]
+    r, w, k = _load_tile(r_ptr, off, valid), _load_tile(w_ptr, off, valid), _load_tile(k_ptr, off, valid)
+    v, a, b = _load_tile(v_ptr, off, valid), _load_tile(a_ptr, off, valid), _load_tile(b_ptr, off, valid)
+    dy = _load_tile(dy_ptr, off, valid)
+    mat = n[:, None] * N + n[None, :]
+    S = tl.load(st_ptr + (pid * nc + ic) * N * N + mat)            # the chunk's start state [V, K]
+    dSe = tl.load(dse_ptr + (pid * nc + ic) * N * N + mat)         # gradient of its end state
+    rows, cols = l[:, None], l[None, :]
+    # the chunk's forward quantities, recomputed
+    c, cp, cL = _chunk_decays(w, L)
+    Af, Rf, Bf, Kf = _chunk_factors(r, k, a, b, c, cp, cL)
+    m_ab, m_ak, m_rb, m_rk = _chunk_matrices(Af, Rf, Bf, Kf, L, PREC)
+    Ti = _unit_lower_inverse(m_ab, L)
+    At, Rh = a * tl.exp(cp), r * tl.exp(c)
+    to_end = tl.exp(cL[None, :] - c)
+    Bd, Kd = b * to_end, k * to_end
+    W = tl.dot(Ti, At, input_precision=PREC)
+    U = tl.dot(Ti, tl.dot(m_ak, v, input_precision=PREC), input_precision=PREC)
+    X = tl.dot(W, tl.trans(S), input_precision=PREC) + U
+    # Y = Rh Sᵀ + M_rb X + M_rk V,  S' = S diag(e^{c_L}) + Xᵀ Bd + Vᵀ Kd
+    dX = tl.dot(tl.trans(m_rb), dy, input_precision=PREC) + tl.dot(Bd, tl.trans(dSe), input_precision=PREC)
+    dRh = tl.dot(dy, S, input_precision=PREC)
+    dW = tl.dot(dX, S, input_precision=PREC)
+    dm_rb = tl.where(rows >= cols, tl.dot(dy, tl.trans(X), input_precision=PREC), 0.0)
+    dm_rk = tl.where(rows >= cols, tl.dot(dy, tl.trans(v), input_precision=PREC), 0.0)
+    dBd = tl.dot(X, dSe, input_precision=PREC)
+    dKd = tl.dot(v, dSe, input_precision=PREC)
+    dcL = tl.exp(cL) * tl.sum(S * dSe, axis=0) + tl.sum(dBd * Bd + dKd * Kd, axis=0)
+    # [W | U] = (I - M_ab)⁻¹ [At | M_ak V]
+    dGW = tl.dot(tl.trans(Ti), dW, input_precision=PREC)
+    dGU = tl.dot(tl.trans(Ti), dX, input_precision=PREC)
+    dm_ab = tl.where(rows > cols, tl.dot(dGW, tl.trans(W), input_precision=PREC)
+                     + tl.dot(dGU, tl.trans(U), input_precision=PREC), 0.0)
+    dm_ak = tl.where(rows > cols, tl.dot(dGU, tl.trans(v), input_precision=PREC), 0.0)
+    dv = (tl.dot(tl.trans(m_rk), dy, input_precision=PREC) + tl.dot(Kd, tl.trans(dSe), input_precision=PREC)
+          + tl.dot(tl.trans(m_ak), dGU, input_precision=PREC))
+    # the factorised products, then the exponentials
+    dAf = tl.dot(dm_ab, Bf, input_precision=PREC) + tl.dot(dm_ak, Kf, input_precision=PREC)
+    dRf = tl.dot(dm_rb, Bf, input_precision=PREC) + tl.dot(dm_rk, Kf, input_precision=PREC)
+    dBf = tl.dot(tl.trans(dm_ab), Af, input_precision=PREC) + tl.dot(tl.trans(dm_rb), Rf, input_precision=PREC)
+    dKf = tl.dot(tl.trans(dm_ak), Af, input_precision=PREC) + tl.dot(tl.trans(dm_rk), Rf, input_precision=PREC)
+    ref = 0.5 * cL[None, :]
+    da = dGW * tl.exp(cp) + dAf * tl.exp(cp - ref)
+    dr = dRh * tl.exp(c) + dRf * tl.exp(c - ref)
+    db = dBd * to_end + dBf * tl.exp(ref - c)
+    dk = dKd * to_end + dKf * tl.exp(ref - c)
+    # log decays: c_t = Σ_{s≤t} w_s, c_prev_t = Σ_{s<t} w_s, c_L = the last row of c (ref = c_L/2 cancels)
+    dcp = dGW * At + dAf * Af
+    dc = (dRh * Rh + dRf * Rf - dBd * Bd - dKd * Kd - dBf * Bf - dKf * Kf
+          + tl.where(rows == L - 1, dcL[None, :], 0.0))
+    g = dc + dcp
+    dw = tl.sum(g, axis=0)[None, :] - tl.cumsum(g, axis=0) + g - dcp        # Σ_{t≥s} dc_t + Σ_{t>s} dcp_t
+    tl.store(dr_ptr + off, dr.to(dr_ptr.dtype.element_ty), mask=valid)
+    tl.store(dw_ptr + off, dw.to(dw_ptr.dtype.element_ty), mask=valid)
+    tl.store(dk_ptr + off, dk.to(dk_ptr.dtype.element_ty), mask=valid)
+    tl.store(dv_ptr + off, dv.to(dv_ptr.dtype.element_ty), mask=valid)
+    tl.store(da_ptr + off, da.to(da_ptr.dtype.element_ty), mask=valid)
+    tl.store(db_ptr + off, db.to(db_ptr.dtype.element_ty), mask=valid)
+
+# %% ../nbs/02_wkv_triton.ipynb #c016
+from .wkv import _FACTOR_LIMIT
+
+DEFAULT_FORM = "recurrent"
+FORMS = ("recurrent", "chunked", "auto")
+PRECISIONS = ("tf32x3", "tf32", "ieee")
+
+def max_chunk_decay(w: torch.Tensor, L: int) -> float:
+    "Largest total log decay |Σ w| over the chunks of `L` steps (one reduction over `w`, one host sync)."
+    B, T, H, N = w.shape
+    w, nf = w.detach(), T // L
+    m = torch.zeros((), device=w.device, dtype=torch.float32)
+    if nf: m = torch.maximum(m, -w[:, :nf * L].reshape(B, nf, L, H, N).sum(2, dtype=torch.float32).min())
+    if T % L: m = torch.maximum(m, -w[:, nf * L:].sum(1, dtype=torch.float32).min())
+    return float(m)
+
+def _chunk_warps(N: int) -> tuple[int, int]:
+    "Warps for the (scan and forward intra) kernels and for the backward intra kernel."
+    return 4, (8 if N >= 64 else 4)   # the backward intra kernel holds S and its gradient: kernels/compile_check.py
+
+class WKV7TritonChunked(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, r, w, k, v, a, b, s0, L, bv_fwd, bv_bwd, prec, num_warps):
+        B, T, H, N = r.shape
+        r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
+        s0c = s0.float().contiguous() if s0 is not None else None
+        save = any(ctx.needs_input_grad[:7])
+        nc = triton.cdiv(T, L); NT = nc * L
+        nw, nw_bwd = (num_warps, num_warps) if num_warps else _chunk_warps(N)
+        W, U, Rw, Yl = (torch.empty(B * H, NT, N, device=r.device, dtype=torch.float32) for _ in range(4))
+        _wkv7c_fwd_intra[(B * H, nc)](r, w, k, v, a, b, W, U, Rw, Yl, T, NT, H=H, N=N, L=L, PREC=prec, num_warps=nw)
+        y = torch.empty_like(r)
+        sT = torch.empty(B, H, N, N, device=r.device, dtype=torch.float32)
+        st = torch.empty(B * H, nc, N, N, device=r.device, dtype=torch.float32) if save else sT
+        _wkv7c_fwd_scan[(B * H, N // bv_fwd)](w, k, v, b, W, U, Rw, Yl, s0c if s0c is not None else sT, y, sT, st,
+                                              T, NT, H=H, N=N, L=L, BV=bv_fwd, PREC=prec,
+                                              HAS_S0=s0c is not None, SAVE=save, num_warps=nw)
+        del U, Yl
+        if save: ctx.save_for_backward(r, w, k, v, a, b, W, Rw, st)
+        ctx.cfg = (L, bv_bwd, prec, nw, nw_bwd)
+        ctx.has_s0, ctx.s0_dtype = s0 is not None, (s0.dtype if s0 is not None else None)
+        return y, sT
+
+    @staticmethod
+    def backward(ctx, dy, dsT):
+        r, w, k, v, a, b, W, Rw, st = ctx.saved_tensors
+        L, bv, prec, nw, nw_bwd = ctx.cfg
+        B, T, H, N = r.shape
+        nc = triton.cdiv(T, L); NT = nc * L
+        dy = torch.zeros_like(r) if dy is None else dy.contiguous()
+        dsT = torch.zeros(B, H, N, N, device=r.device) if dsT is None else dsT.float().contiguous()
+        dse = torch.empty_like(st)
+        ds0 = torch.empty(B, H, N, N, device=r.device, dtype=torch.float32)
+        _wkv7c_bwd_scan[(B * H, N // bv)](w, b, dy, W, Rw, dsT, dse, ds0, T, NT, H=H, N=N, L=L, BV=bv,
+                                          PREC=prec, num_warps=nw)
+        dr, dw, dk, dv, da, db = (torch.empty_like(x) for x in (r, w, k, v, a, b))
+        _wkv7c_bwd_intra[(B * H, nc)](r, w, k, v, a, b, dy, st, dse, dr, dw, dk, dv, da, db, T,
+                                      H=H, N=N, L=L, PREC=prec, num_warps=nw_bwd)
+        return (dr, dw, dk, dv, da, db, (ds0.to(ctx.s0_dtype) if ctx.has_s0 else None),
+                None, None, None, None, None)
+
+def wkv7_triton(r, w, k, v, a, b, s0=None, *, form=None, chunk=16, precision=None,
+                bv_fwd=None, bv_bwd=None, num_warps=None):
+    """WKV-7 with the Triton kernels; same contract as `dreamstate.wkv.wkv7`.
+
+    `form`: "recurrent", "chunked" or "auto" (chunked when every chunk's total log decay is within
+    the factorisation's limit, else recurrent); None = `DEFAULT_FORM`. Chunked form only: `chunk`
+    (steps per chunk: 16, 32 or 64) and `precision` of its matrix products ("tf32x3", "tf32",
+    "ieee"; default "tf32x3" on CUDA). `bv_fwd`/`bv_bwd` (value rows per program of the forward /
+    backward kernel, or of the two scans in the chunked form) and `num_warps` override the
+    defaults (the kernel lab sweeps them)."""
+    B, T, H, N = check_wkv_inputs(r, w, k, v, a, b, s0)
     if r.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
         raise TypeError(f"wkv7 triton: unsupported dtype {r.dtype}")
+    form = DEFAULT_FORM if form is None else form
+    if form not in FORMS: raise ValueError(f"wkv7 triton: unknown form {form!r}; choose from {FORMS}")
     _check_device(r)
+    if N not in (16, 32, 64, 128): raise ValueError(f"wkv7 triton: head size N={N} not supported (16, 32, 64, 128)")
+    if form != "recurrent":
+        if chunk not in (16, 32, 64): raise ValueError(f"wkv7 triton: chunk length {chunk} must be 16, 32 or 64")
+        prec = precision or ("ieee" if interpreted() else "tf32x3")
+        if prec not in PRECISIONS: raise ValueError(f"wkv7 triton: precision {prec!r} not in {PRECISIONS}")
+        m = max_chunk_decay(w, chunk)
+        if m <= _FACTOR_LIMIT:
+            bvf = _check_bv(bv_fwd, N) or (N if interpreted() else min(N, 32))
+            bvb = _check_bv(bv_bwd, N) or (N if interpreted() else min(N, 32))
+            if min(bvf, bvb) < 16: raise ValueError("wkv7 triton: the chunked form needs rows per program >= 16")
+            return WKV7TritonChunked.apply(r, w, k, v, a, b, s0, chunk, bvf, bvb, prec, num_warps)
+        if form == "chunked":
+            raise ValueError(f"wkv7 triton: form='chunked' needs every chunk of {chunk} steps to have a total log decay "
+                             f">= -{_FACTOR_LIMIT:g} (its factorised products would overflow float32); this input "
+                             f"reaches -{m:.1f}. Use form='auto' (falls back to the recurrent kernels) or 'recurrent'.")
     return WKV7Triton.apply(r, w, k, v, a, b, s0, bv_fwd, bv_bwd, num_warps)
