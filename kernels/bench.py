@@ -3,14 +3,17 @@
     PYTHONPATH=. python kernels/bench.py            # CUDA: bf16, the four issue shapes
     PYTHONPATH=. python kernels/bench.py --quick    # small shapes (the CPU default)
 
-On CUDA it times, for each (B,T,H,N): dreamstate's Triton kernel, the chunked PyTorch form, and
+On CUDA it times, for each (B,T,H,N): dreamstate's Triton kernels (the fused recurrent form and
+the chunked form, the latter with TF32x3 and plain TF32 products), the chunked PyTorch form, and
 fla's `chunk_rwkv7` / `fused_recurrent_rwkv7` when fla is importable (fla takes `w` as the log
 decay like us, `scale=1.0`, and keeps the state as [B,H,K,V], the transpose of ours). Forward and
 forward+backward, median of repeated runs (CUDA events), tokens/s, effective GB/s (the bytes
 each call must move at least: six inputs and the output, plus the gradients for fwd+bwd), the
 ratio to fla's chunk kernel, and the error of each against the float32 sequential reference
 (RMS relative to the reference's RMS and max relative to its max) for y, the final state and
-every gradient. On the CPU it compares the torch paths only. Results go to
+every gradient; then a configuration sweep of one Triton form at the first shape. The JSON is
+rewritten after each phase (timings, errors, sweep), so a run cut off by a time limit keeps what it
+measured. On the CPU it compares the torch paths only. Results go to
 kernels/results/<device>-<date>.json.
 """
 import argparse, datetime, json, math, os, platform, re, sys, time
@@ -32,6 +35,9 @@ ERROR_QUICK = [(1, 256, 2, 64)]
 # Triton configurations swept at the first shape: (value rows per program, warps)
 SWEEP_FWD = [(64, 4), (64, 8), (32, 2), (32, 4), (16, 1), (16, 2), (16, 4), (8, 1), (8, 2)]
 SWEEP_BWD = [(64, 4), (64, 8), (32, 2), (32, 4), (16, 1), (16, 2), (16, 4)]
+# chunked form, fwd+bwd at the first shape: (precision, chunk length, rows per program of the scans, warps)
+SWEEP_CHUNKED = [("tf32x3", 16, 32, None), ("tf32", 16, 32, None), ("ieee", 16, 32, None), ("tf32x3", 16, 16, None),
+                 ("tf32x3", 16, 64, None), ("tf32x3", 32, 32, None), ("tf32x3", 64, 32, None), ("tf32x3", 16, 32, 8)]
 
 
 def rwkv_inputs(B, T, H, N, dtype, device, seed=0):
@@ -48,7 +54,11 @@ def implementations(device, tuned=None):
     impls = {"chunked_torch": lambda r, w, k, v, a, b, s0: wkv7_chunked(r, w, k, v, a, b, s0=s0)}
     if device == "cuda":
         from dreamstate.wkv_triton import wkv7_triton
-        impls = {"dreamstate_triton": lambda r, w, k, v, a, b, s0: wkv7_triton(r, w, k, v, a, b, s0=s0), **impls}
+        impls = {"dreamstate_triton": lambda r, w, k, v, a, b, s0: wkv7_triton(r, w, k, v, a, b, s0=s0, form="recurrent"),
+                 "dreamstate_triton_chunked": lambda r, w, k, v, a, b, s0: wkv7_triton(r, w, k, v, a, b, s0=s0, form="chunked"),
+                 "dreamstate_triton_chunked_tf32": lambda r, w, k, v, a, b, s0: wkv7_triton(r, w, k, v, a, b, s0=s0, form="chunked",
+                                                                                            precision="tf32"),
+                 **impls}
         if tuned:
             impls["dreamstate_triton_swept"] = lambda r, w, k, v, a, b, s0: wkv7_triton(r, w, k, v, a, b, s0=s0, **tuned)
         try:
@@ -125,7 +135,7 @@ def sweep(shape, dtype, repeats, device="cuda"):
         if bv > N: continue
         try:
             with torch.no_grad():
-                ms = timeit(lambda: wkv7_triton(*xs, s0=s0, bv_fwd=bv, num_warps=nw), device, repeats)
+                ms = timeit(lambda: wkv7_triton(*xs, s0=s0, form="recurrent", bv_fwd=bv, num_warps=nw), device, repeats)
             out["fwd"].append({"bv": bv, "num_warps": nw, "ms": ms})
         except Exception as e:
             out["fwd"].append({"bv": bv, "num_warps": nw, "error": f"{type(e).__name__}: {str(e)[:200]}"})
@@ -136,7 +146,7 @@ def sweep(shape, dtype, repeats, device="cuda"):
     for bv, nw in SWEEP_BWD:
         if bv > N: continue
         def fb():
-            y, sT = wkv7_triton(*xg, s0=s0, bv_fwd=best_f["bv"], bv_bwd=bv, num_warps=nw)
+            y, sT = wkv7_triton(*xg, s0=s0, form="recurrent", bv_fwd=best_f["bv"], bv_bwd=bv, num_warps=nw)
             (y.float().sum() + sT.sum()).backward()
         try:
             out["bwd"].append({"bv": bv, "num_warps": nw, "fwdbwd_ms": timeit(fb, device, max(5, repeats // 2))})
@@ -146,7 +156,38 @@ def sweep(shape, dtype, repeats, device="cuda"):
     ok = [c for c in out["bwd"] if "fwdbwd_ms" in c]
     best_b = min(ok, key=lambda c: c["fwdbwd_ms"]) if ok else {"bv": N}
     # num_warps is shared by both kernels in the public call: keep the backward's (it dominates)
-    out["best"] = {"bv_fwd": best_f["bv"], "bv_bwd": best_b["bv"], "num_warps": best_b.get("num_warps")}
+    out["best"] = {"form": "recurrent", "bv_fwd": best_f["bv"], "bv_bwd": best_b["bv"], "num_warps": best_b.get("num_warps")}
+    return out
+
+
+def sweep_chunked(shape, dtype, repeats, device="cuda"):
+    "Time the chunked form's configurations (forward, then forward+backward) at one shape."
+    from dreamstate.wkv_triton import wkv7_triton
+    B, T, H, N = shape
+    xs = rwkv_inputs(B, T, H, N, dtype, device)
+    s0 = 0.1 * torch.randn(B, H, N, N, device=device)
+    xg = [x.clone().requires_grad_() for x in xs]
+    out = {"shape": list(shape), "configs": []}
+    for prec, L, bv, nw in SWEEP_CHUNKED:
+        if bv > N: continue
+        kw = dict(form="chunked", precision=prec, chunk=L, bv_fwd=bv, bv_bwd=bv, num_warps=nw)
+        row = {"precision": prec, "chunk": L, "bv": bv, "num_warps": nw}
+        def fb():
+            y, sT = wkv7_triton(*xg, s0=s0, **kw)
+            (y.float().sum() + sT.sum()).backward()
+        try:
+            with torch.no_grad():
+                row["fwd_ms"] = timeit(lambda: wkv7_triton(*xs, s0=s0, **kw), device, repeats)
+            row["fwdbwd_ms"] = timeit(fb, device, max(5, repeats // 2))
+        except Exception as e:
+            row["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+        out["configs"].append(row)
+        print("sweep chunked", row, flush=True)
+    ok = [c for c in out["configs"] if "fwdbwd_ms" in c]
+    if ok:
+        b = min(ok, key=lambda c: c["fwdbwd_ms"])
+        out["best"] = {"form": "chunked", "precision": b["precision"], "chunk": b["chunk"], "bv_fwd": b["bv"],
+                       "bv_bwd": b["bv"], "num_warps": b["num_warps"]}
     return out
 
 
@@ -155,7 +196,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small shapes")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--no-errors", action="store_true", help="skip the (slow) reference comparison")
-    ap.add_argument("--no-sweep", action="store_true", help="CUDA: skip the Triton configuration sweep")
+    ap.add_argument("--sweep", choices=["chunked", "recurrent", "both", "none"], default="chunked",
+                    help="CUDA: which Triton form's configurations to sweep at the first shape (last phase)")
+    ap.add_argument("--no-sweep", action="store_true", help="same as --sweep none")
+    ap.add_argument("--fla-errors-n128", action="store_true",
+                    help="also check fla's errors at N=128 (slow: it ran past a 480 s limit once)")
     ap.add_argument("--out", default=str(ROOT / "kernels" / "results"))
     a = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -163,24 +208,23 @@ def main():
     shapes = QUICK if (a.quick or device == "cpu") else SHAPES
     repeats = a.repeats or (20 if device == "cuda" else 3)
     dev_name = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu-{platform.machine()}-{os.cpu_count()}cores"
-    sw = sweep(shapes[0], dtype, repeats) if (device == "cuda" and not a.no_sweep) else None
-    impls = implementations(device, sw["best"] if sw else None)
+    versions = {"torch": torch.__version__, "python": platform.python_version()}
+    for p in ("triton", "fla"):
+        try: versions[p] = __import__(p).__version__
+        except Exception: versions[p] = None
+    impls = implementations(device)
     rows, err_rows = [], []
-    if not a.no_errors:
-        for (B, T, H, N) in (ERROR_SHAPES if device == "cuda" and not a.quick else ERROR_QUICK):
-            xs = rwkv_inputs(B, T, H, N, dtype, device, seed=3)
-            s0 = 0.1 * torch.randn(B, H, N, N, generator=torch.Generator().manual_seed(2)).to(device)
-            ref = reference(xs, s0, device)
-            for name, impl in impls.items():
-                row = {"impl": name, "B": B, "T": T, "H": H, "N": N, "dtype": str(dtype).split(".")[1]}
-                try: row["errors"] = errors(impl, xs, s0, ref)
-                except Exception as e: row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-                if "errors" in row:
-                    row["max_rms_rel"] = max(v["rms_rel"] for v in row["errors"].values())
-                err_rows.append(row)
-                print("errors", {k: v for k, v in row.items() if k != "errors"},
-                      {k: f"{v['rms_rel']:.1e}" for k, v in row.get("errors", {}).items()}, flush=True)
-            del ref
+    res = {"device": dev_name, "date": datetime.date.today().isoformat(), "versions": versions, "rows": rows,
+           "errors": err_rows, "sweep": None, "sweep_chunked": None}
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{re.sub(r'[^A-Za-z0-9]+', '-', dev_name).strip('-')}-{res['date']}.json"
+
+    def save(phase):
+        res["completed"] = phase
+        path.write_text(json.dumps(res, indent=1) + "\n")
+        print(f"wrote {path} (after {phase})", flush=True)
+
+    # 1. timings at the issue's shapes, every implementation, default configurations
     for (B, T, H, N) in shapes:
         xs = rwkv_inputs(B, T, H, N, dtype, device)
         s0 = 0.1 * torch.randn(B, H, N, N, generator=torch.Generator().manual_seed(2)).to(device)
@@ -213,24 +257,43 @@ def main():
                     r["fwd_speedup_vs_fla_chunk"] = base["fwd_ms"] / r["fwd_ms"]
                     if "fwdbwd_ms" in r and "fwdbwd_ms" in base:
                         r["fwdbwd_speedup_vs_fla_chunk"] = base["fwdbwd_ms"] / r["fwdbwd_ms"]
-    versions = {"torch": torch.__version__, "python": platform.python_version()}
-    for p in ("triton", "fla"):
-        try: versions[p] = __import__(p).__version__
-        except Exception: versions[p] = None
-    res = {"device": dev_name, "date": datetime.date.today().isoformat(), "versions": versions, "rows": rows,
-           "errors": err_rows, "sweep": sw}
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{re.sub(r'[^A-Za-z0-9]+', '-', dev_name).strip('-')}-{res['date']}.json"
-    path.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"wrote {path}")
+        del xs
+    save("timings")
+    # 2. errors against the float32 sequential reference
+    if not a.no_errors:
+        for (B, T, H, N) in (ERROR_SHAPES if device == "cuda" and not a.quick else ERROR_QUICK):
+            xs = rwkv_inputs(B, T, H, N, dtype, device, seed=3)
+            s0 = 0.1 * torch.randn(B, H, N, N, generator=torch.Generator().manual_seed(2)).to(device)
+            ref = reference(xs, s0, device)
+            for name, impl in impls.items():
+                if name.startswith("fla") and N == 128 and not a.fla_errors_n128: continue
+                row = {"impl": name, "B": B, "T": T, "H": H, "N": N, "dtype": str(dtype).split(".")[1]}
+                try: row["errors"] = errors(impl, xs, s0, ref)
+                except Exception as e: row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                if "errors" in row:
+                    row["max_rms_rel"] = max(v["rms_rel"] for v in row["errors"].values())
+                err_rows.append(row)
+                print("errors", {k: v for k, v in row.items() if k != "errors"},
+                      {k: f"{v['rms_rel']:.1e}" for k, v in row.get("errors", {}).items()}, flush=True)
+            del ref
+            save("errors")
+    # 3. configuration sweep at the first shape
+    which = "none" if a.no_sweep or device != "cuda" else a.sweep
+    if which in ("chunked", "both"):
+        res["sweep_chunked"] = sweep_chunked(shapes[0], dtype, repeats)
+        save("sweep_chunked")
+    if which in ("recurrent", "both"):
+        res["sweep"] = sweep(shapes[0], dtype, repeats)
+        save("sweep")
     print(f"\n{dev_name}  torch {versions['torch']}  triton {versions.get('triton')}  fla {versions.get('fla')}")
-    if sw: print("swept best:", sw["best"])
+    for key in ("sweep", "sweep_chunked"):
+        if res[key] and res[key].get("best"): print(f"{key} best:", res[key]["best"])
     for r in err_rows:
-        print(f"err {r['impl']:<24} {r['B']},{r['T']},{r['H']},{r['N']}  max RMS rel {r.get('max_rms_rel', float('nan')):.2e}  "
+        print(f"err {r['impl']:<30} {r['B']},{r['T']},{r['H']},{r['N']}  max RMS rel {r.get('max_rms_rel', float('nan')):.2e}  "
               + ("" if "errors" in r else r.get("error", "")))
     for r in rows:
         f = lambda k, fmt: format(r[k], fmt) if k in r else "-"
-        print(f"{r['impl']:<24} {r['B']},{r['T']},{r['H']},{r['N']}  fwd {f('fwd_ms', '8.2f')} ms  fwd+bwd {f('fwdbwd_ms', '8.2f')} ms"
+        print(f"{r['impl']:<30} {r['B']},{r['T']},{r['H']},{r['N']}  fwd {f('fwd_ms', '8.2f')} ms  fwd+bwd {f('fwdbwd_ms', '8.2f')} ms"
               f"  vs fla_chunk fwd {f('fwd_speedup_vs_fla_chunk', '.2f')}x fwd+bwd {f('fwdbwd_speedup_vs_fla_chunk', '.2f')}x {r.get('error', '')[:80]}")
 
 

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The one prepared script for a GPU session (H100/H200): kernel correctness on the GPU, then the
-# configuration sweep and the benchmark against fla. Run from the repository root:
+# benchmark against fla (timings at the four shapes, bf16 errors at T=4096, the chunked form's
+# configuration sweep). Run from the repository root:
 #   PYTHONPATH=. bash kernels/gpu_check.sh
 # fla is not on the GPU image: carry its wheels in .whl/ (kernels/README.md says how) and they
-# are installed to /tmp/site first. Writes kernels/results/<device>-<date>.json, and copies it and
-# the log to $OUT when set.
+# are installed to /tmp/site first. Results: kernels/results/<device>-<date>.json, or directly in
+# $OUT when it is set (the JSON is rewritten after each phase, so a run stopped by its time limit
+# still returns what it measured); the log goes next to it.
 set -uo pipefail
 export PYTHONPATH="${PYTHONPATH:-.}" PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
-LOG="${OUT:-/tmp}/gpu_check.log"
+RESULTS="${OUT:-kernels/results}"
+LOG="$RESULTS/gpu_check.log"
+mkdir -p "$RESULTS"
 {
+date -u
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
 python3 - <<'PY'
 import torch, triton; print("torch", torch.__version__, "triton", triton.__version__, "cuda", torch.cuda.is_available())
@@ -20,7 +25,8 @@ try:
     import fla; print("fla", fla.__version__)
 except Exception as e: print("fla not importable:", e)
 PY
-timeout 240 python3 -m pytest -q -x tests/test_wkv_triton.py -p no:cacheprovider 2>&1 | tail -8
-python3 kernels/bench.py "$@"
+# correctness of both forms on the GPU against the sequential reference (every test of the file)
+timeout "${TEST_TIMEOUT:-240}" python3 -m pytest -q --tb=line tests/test_wkv_triton.py -p no:cacheprovider 2>&1 | tail -15
+python3 kernels/bench.py --out "$RESULTS" "$@"
+date -u
 } 2>&1 | tee "$LOG"
-if [ -n "${OUT:-}" ]; then cp kernels/results/*.json "$OUT"/ 2>/dev/null || true; fi
