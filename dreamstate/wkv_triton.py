@@ -45,7 +45,7 @@ __all__ = ['CHUNK', 'DEFAULT_FORM', 'FORMS', 'PRECISIONS', 'interpreted', 'WKV7T
 def _wkv7_fwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, s0_ptr, y_ptr, sT_ptr, ckpt_ptr, T,
                      H: tl.constexpr, N: tl.constexpr, BV: tl.constexpr, CL: tl.constexpr,
                      HAS_S0: tl.constexpr, SAVE: tl.constexpr):
-    pid = tl.program_id(0)                       # (batch, head)
+    pid = tl.program_id(0).to(tl.int64)          # (batch, head); int64: buffer offsets pass 2^31 at long T
     iv = tl.program_id(1)                        # block of BV value rows: rows evolve independently
     bb, hh = pid // H, pid % H
     i = iv * BV + tl.arange(0, BV)               # value index (rows)
@@ -75,8 +75,8 @@ def _wkv7_fwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, s0_ptr, y_ptr, sT
 def _wkv7_bwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, dy_ptr, dsT_ptr, ckpt_ptr, scr_ptr,
                      dr_ptr, dw_ptr, dk_ptr, dv_ptr, da_ptr, db_ptr, ds0_ptr, T, PSTRIDE,
                      H: tl.constexpr, N: tl.constexpr, BV: tl.constexpr, CL: tl.constexpr):
-    pid = tl.program_id(0)
-    iv = tl.program_id(1)
+    pid = tl.program_id(0).to(tl.int64)
+    iv = tl.program_id(1).to(tl.int64)         # the partials' offset iv * PSTRIDE can pass 2^31
     NV: tl.constexpr = N // BV
     bb, hh = pid // H, pid % H
     i = iv * BV + tl.arange(0, BV)
@@ -245,7 +245,7 @@ def _load_tile(ptr, off, valid):
 @triton.jit
 def _wkv7c_fwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, T, NT,
                      H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
-    pid = tl.program_id(0)                       # (batch, head)
+    pid = tl.program_id(0).to(tl.int64)          # (batch, head); int64: buffer offsets pass 2^31 at long T
     ic = tl.program_id(1)                        # chunk
     bb, hh = pid // H, pid % H
     t = ic * L + tl.arange(0, L)
@@ -272,7 +272,7 @@ def _wkv7c_fwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, W_ptr, U_ptr, Rw_
 def _wkv7c_fwd_scan(w_ptr, k_ptr, v_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, s0_ptr, y_ptr, sT_ptr, st_ptr,
                     T, NT, H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr,
                     PREC: tl.constexpr, HAS_S0: tl.constexpr, SAVE: tl.constexpr):
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)
     iv = tl.program_id(1)                        # block of BV value rows
     bb, hh = pid // H, pid % H
     i = iv * BV + tl.arange(0, BV)
@@ -307,7 +307,7 @@ def _wkv7c_fwd_scan(w_ptr, k_ptr, v_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, s0
 @triton.jit
 def _wkv7c_bwd_scan(w_ptr, b_ptr, dy_ptr, W_ptr, Rw_ptr, dsT_ptr, dse_ptr, ds0_ptr, T, NT,
                     H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)
     iv = tl.program_id(1)
     bb, hh = pid // H, pid % H
     i = iv * BV + tl.arange(0, BV)
@@ -336,7 +336,7 @@ def _wkv7c_bwd_scan(w_ptr, b_ptr, dy_ptr, W_ptr, Rw_ptr, dsT_ptr, dse_ptr, ds0_p
 def _wkv7c_bwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, dy_ptr, st_ptr, dse_ptr,
                      dr_ptr, dw_ptr, dk_ptr, dv_ptr, da_ptr, db_ptr, T,
                      H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)
     ic = tl.program_id(1)
     nc = tl.num_programs(1)
     bb, hh = pid // H, pid % H
