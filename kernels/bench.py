@@ -50,6 +50,13 @@ def rwkv_inputs(B, T, H, N, dtype, device, seed=0):
     return [x.to(device=device, dtype=dtype) for x in xs]
 
 
+def case(shape, dtype, device, seed=0):
+    "RWKV-7-like inputs and a small initial state, both seeded, for one (B,T,H,N)."
+    B, T, H, N = shape
+    s0 = 0.1 * torch.randn(B, H, N, N, generator=torch.Generator().manual_seed(2)).to(device)
+    return rwkv_inputs(B, T, H, N, dtype, device, seed=seed), s0
+
+
 def implementations(device, tuned=None):
     impls = {"chunked_torch": lambda r, w, k, v, a, b, s0: wkv7_chunked(r, w, k, v, a, b, s0=s0)}
     if device == "cuda":
@@ -127,9 +134,8 @@ def reference(xs, s0, device):
 def sweep(shape, dtype, repeats, device="cuda"):
     "Time the Triton kernel's forward and backward configurations at one shape; the fastest of each."
     from dreamstate.wkv_triton import wkv7_triton
-    B, T, H, N = shape
-    xs = rwkv_inputs(B, T, H, N, dtype, device)
-    s0 = 0.1 * torch.randn(B, H, N, N, device=device)
+    N = shape[-1]
+    xs, s0 = case(shape, dtype, device)
     out = {"shape": list(shape), "fwd": [], "bwd": []}
     for bv, nw in SWEEP_FWD:
         if bv > N: continue
@@ -163,9 +169,8 @@ def sweep(shape, dtype, repeats, device="cuda"):
 def sweep_chunked(shape, dtype, repeats, device="cuda"):
     "Time the chunked form's configurations (forward, then forward+backward) at one shape."
     from dreamstate.wkv_triton import wkv7_triton
-    B, T, H, N = shape
-    xs = rwkv_inputs(B, T, H, N, dtype, device)
-    s0 = 0.1 * torch.randn(B, H, N, N, device=device)
+    N = shape[-1]
+    xs, s0 = case(shape, dtype, device)
     xg = [x.clone().requires_grad_() for x in xs]
     out = {"shape": list(shape), "configs": []}
     for prec, L, bv, nw in SWEEP_CHUNKED:
@@ -226,8 +231,7 @@ def main():
 
     # 1. timings at the shapes, every implementation, default configurations
     for (B, T, H, N) in shapes:
-        xs = rwkv_inputs(B, T, H, N, dtype, device)
-        s0 = 0.1 * torch.randn(B, H, N, N, generator=torch.Generator().manual_seed(2)).to(device)
+        xs, s0 = case((B, T, H, N), dtype, device)
         esz = torch.finfo(dtype).bits // 8
         io_fwd = 7 * B * T * H * N * esz + 2 * B * H * N * N * 4
         io_bwd = io_fwd + 7 * B * T * H * N * esz
@@ -262,8 +266,7 @@ def main():
     # 2. errors against the float32 sequential reference
     if not a.no_errors:
         for (B, T, H, N) in (ERROR_SHAPES if device == "cuda" and not a.quick else ERROR_QUICK):
-            xs = rwkv_inputs(B, T, H, N, dtype, device, seed=3)
-            s0 = 0.1 * torch.randn(B, H, N, N, generator=torch.Generator().manual_seed(2)).to(device)
+            xs, s0 = case((B, T, H, N), dtype, device, seed=3)
             ref = reference(xs, s0, device)
             for name, impl in impls.items():
                 if name.startswith("fla") and N == 128 and not a.fla_errors_n128: continue
