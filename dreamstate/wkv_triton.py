@@ -243,8 +243,8 @@ def _load_tile(ptr, off, valid):
 
 # %% ../nbs/02_wkv_triton.ipynb #c013
 @triton.jit
-def _wkv7c_fwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, T, NT,
-                     H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
+def _wkv7c_fwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, T, NT, H,
+                     N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)          # (batch, head); int64: buffer offsets pass 2^31 at long T
     ic = tl.program_id(1)                        # chunk
     bb, hh = pid // H, pid % H
@@ -270,7 +270,7 @@ def _wkv7c_fwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, W_ptr, U_ptr, Rw_
 
 @triton.jit
 def _wkv7c_fwd_scan(w_ptr, k_ptr, v_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, s0_ptr, y_ptr, sT_ptr, st_ptr,
-                    T, NT, H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr,
+                    T, NT, H, N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr,
                     PREC: tl.constexpr, HAS_S0: tl.constexpr, SAVE: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     iv = tl.program_id(1)                        # block of BV value rows
@@ -305,8 +305,8 @@ def _wkv7c_fwd_scan(w_ptr, k_ptr, v_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, s0
 
 # %% ../nbs/02_wkv_triton.ipynb #c014
 @triton.jit
-def _wkv7c_bwd_scan(w_ptr, b_ptr, dy_ptr, W_ptr, Rw_ptr, dsT_ptr, dse_ptr, ds0_ptr, T, NT,
-                    H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+def _wkv7c_bwd_scan(w_ptr, b_ptr, dy_ptr, W_ptr, Rw_ptr, dsT_ptr, dse_ptr, ds0_ptr, T, NT, H,
+                    N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     iv = tl.program_id(1)
     bb, hh = pid // H, pid % H
@@ -334,8 +334,8 @@ def _wkv7c_bwd_scan(w_ptr, b_ptr, dy_ptr, W_ptr, Rw_ptr, dsT_ptr, dse_ptr, ds0_p
 
 @triton.jit
 def _wkv7c_bwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, dy_ptr, st_ptr, dse_ptr,
-                     dr_ptr, dw_ptr, dk_ptr, dv_ptr, da_ptr, db_ptr, T,
-                     H: tl.constexpr, N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
+                     dr_ptr, dw_ptr, dk_ptr, dv_ptr, da_ptr, db_ptr, T, H,
+                     N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     ic = tl.program_id(1)
     nc = tl.num_programs(1)

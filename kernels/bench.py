@@ -206,8 +206,14 @@ def main():
     ap.add_argument("--no-sweep", action="store_true", help="same as --sweep none")
     ap.add_argument("--fla-errors-n128", action="store_true",
                     help="also check fla's errors at N=128 (slow: it ran past a 480 s limit once)")
+    ap.add_argument("--phases", default="timings,errors,sweep",
+                    help="comma-separated subset of timings,errors,sweep; a phase not run keeps what the day's JSON "
+                         "for this device already holds (so a GPU script can run them in separate calls)")
     ap.add_argument("--out", default=str(ROOT / "kernels" / "results"))
     a = ap.parse_args()
+    phases = [p for p in a.phases.split(",") if p]
+    if not phases or set(phases) - {"timings", "errors", "sweep"}:
+        ap.error(f"--phases: choose from timings, errors, sweep (got {a.phases!r})")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     shapes = QUICK if (a.quick or device == "cpu") else SHAPES
@@ -218,11 +224,15 @@ def main():
         try: versions[p] = __import__(p).__version__
         except Exception: versions[p] = None
     impls = implementations(device)
-    rows, err_rows = [], []
-    res = {"device": dev_name, "date": datetime.date.today().isoformat(), "versions": versions, "rows": rows,
-           "errors": err_rows, "sweep": None, "sweep_chunked": None}
+    date = datetime.date.today().isoformat()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{re.sub(r'[^A-Za-z0-9]+', '-', dev_name).strip('-')}-{res['date']}.json"
+    path = out / f"{re.sub(r'[^A-Za-z0-9]+', '-', dev_name).strip('-')}-{date}.json"
+    old = json.loads(path.read_text()) if path.exists() and len(phases) < 3 else {}
+    rows = [] if "timings" in phases else old.get("rows", [])
+    err_rows = [] if "errors" in phases else old.get("errors", [])
+    res = {"device": dev_name, "date": date, "versions": versions, "rows": rows, "errors": err_rows,
+           "sweep": None if "sweep" in phases else old.get("sweep"),
+           "sweep_chunked": None if "sweep" in phases else old.get("sweep_chunked")}
 
     def save(phase):
         res["completed"] = phase
@@ -230,7 +240,7 @@ def main():
         print(f"wrote {path} (after {phase})", flush=True)
 
     # 1. timings at the shapes, every implementation, default configurations
-    for (B, T, H, N) in shapes:
+    for (B, T, H, N) in (shapes if "timings" in phases else []):
         xs, s0 = case((B, T, H, N), dtype, device)
         esz = torch.finfo(dtype).bits // 8
         io_fwd = 7 * B * T * H * N * esz + 2 * B * H * N * N * 4
@@ -262,9 +272,9 @@ def main():
                     if "fwdbwd_ms" in r and "fwdbwd_ms" in base:
                         r["fwdbwd_speedup_vs_fla_chunk"] = base["fwdbwd_ms"] / r["fwdbwd_ms"]
         del xs
-    save("timings")
+    if "timings" in phases: save("timings")
     # 2. errors against the float32 sequential reference
-    if not a.no_errors:
+    if "errors" in phases and not a.no_errors:
         for (B, T, H, N) in (ERROR_SHAPES if device == "cuda" and not a.quick else ERROR_QUICK):
             xs, s0 = case((B, T, H, N), dtype, device, seed=3)
             ref = reference(xs, s0, device)
@@ -281,7 +291,7 @@ def main():
             del ref
             save("errors")
     # 3. configuration sweep at the first shape
-    which = "none" if a.no_sweep or device != "cuda" else a.sweep
+    which = "none" if a.no_sweep or device != "cuda" or "sweep" not in phases else a.sweep
     if which in ("chunked", "both"):
         res["sweep_chunked"] = sweep_chunked(shapes[0], dtype, repeats)
         save("sweep_chunked")

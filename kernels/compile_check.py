@@ -27,7 +27,7 @@ PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 CUOBJDUMP = PTXAS.parent / "cuobjdump"
 BF16_PTRS = {"r_ptr", "w_ptr", "k_ptr", "v_ptr", "a_ptr", "b_ptr", "y_ptr", "dy_ptr",
              "dr_ptr", "dw_ptr", "dk_ptr", "dv_ptr", "da_ptr", "db_ptr"}
-INTS = {"T", "NT", "PSTRIDE"}
+INTS = {"T", "NT", "PSTRIDE", "H"}     # H: a runtime int in the chunked kernels, constexpr in the recurrent ones
 
 
 def kernels(N, prec, H=64):
@@ -38,10 +38,10 @@ def kernels(N, prec, H=64):
     return [
         ("recurrent_fwd", wt._wkv7_fwd_kernel, dict(H=H, N=N, BV=bv, CL=wt.CHUNK, HAS_S0=True, SAVE=True), wt._num_warps(bv, N)),
         ("recurrent_bwd", wt._wkv7_bwd_kernel, dict(H=H, N=N, BV=bv, CL=wt.CHUNK), wt._num_warps(bv, N)),
-        ("chunked_fwd_intra", wt._wkv7c_fwd_intra, dict(H=H, N=N, L=16, PREC=prec), nw),
-        ("chunked_fwd_scan", wt._wkv7c_fwd_scan, dict(H=H, N=N, L=16, BV=bvc, PREC=prec, HAS_S0=True, SAVE=True), nw),
-        ("chunked_bwd_scan", wt._wkv7c_bwd_scan, dict(H=H, N=N, L=16, BV=bvc, PREC=prec), nw),
-        ("chunked_bwd_intra", wt._wkv7c_bwd_intra, dict(H=H, N=N, L=16, PREC=prec), nw_bwd),
+        ("chunked_fwd_intra", wt._wkv7c_fwd_intra, dict(N=N, L=16, PREC=prec), nw),
+        ("chunked_fwd_scan", wt._wkv7c_fwd_scan, dict(N=N, L=16, BV=bvc, PREC=prec, HAS_S0=True, SAVE=True), nw),
+        ("chunked_bwd_scan", wt._wkv7c_bwd_scan, dict(N=N, L=16, BV=bvc, PREC=prec), nw),
+        ("chunked_bwd_intra", wt._wkv7c_bwd_intra, dict(N=N, L=16, PREC=prec), nw_bwd),
     ]
 
 

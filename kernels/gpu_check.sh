@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The one prepared script for a GPU session (H100/H200): kernel correctness on the GPU, then the
-# benchmark against fla (timings at the four shapes, bf16 errors at T=4096, the chunked form's
-# configuration sweep). Run from the repository root:
+# The one prepared script for a GPU session (H100/H200): the benchmark against fla (timings at the
+# four shapes, bf16 errors at T=4096), the kernel tests on the GPU, then the chunked form's
+# configuration sweep — most important first, so a time limit cuts the least. From the repository root:
 #   PYTHONPATH=. bash kernels/gpu_check.sh
 # fla is not on the GPU image: carry its wheels in .whl/ (kernels/README.md says how) and they
 # are installed to /tmp/site first. Results: kernels/results/<device>-<date>.json, or directly in
@@ -25,8 +25,12 @@ try:
     import fla; print("fla", fla.__version__)
 except Exception as e: print("fla not importable:", e)
 PY
-# correctness of both forms on the GPU against the sequential reference (every test of the file)
+# 1. timings at the four shapes and bf16 errors at T=4096 (every implementation; the errors phase
+#    is also the first check of both Triton forms on the GPU against the float32 reference)
+python3 kernels/bench.py --out "$RESULTS" --phases timings,errors "$@"
+# 2. the kernel tests on the GPU (both forms against the sequential reference; many compilations)
 timeout "${TEST_TIMEOUT:-240}" python3 -m pytest -q --tb=line tests/test_wkv_triton.py -p no:cacheprovider 2>&1 | tail -15
-python3 kernels/bench.py --out "$RESULTS" "$@"
+# 3. the chunked form's configuration sweep, merged into the same JSON
+python3 kernels/bench.py --out "$RESULTS" --phases sweep "$@"
 date -u
 } 2>&1 | tee "$LOG"
