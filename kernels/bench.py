@@ -57,7 +57,7 @@ def case(shape, dtype, device, seed=0):
     return rwkv_inputs(B, T, H, N, dtype, device, seed=seed), s0
 
 
-def implementations(device, tuned=None):
+def implementations(device):
     impls = {"chunked_torch": lambda r, w, k, v, a, b, s0: wkv7_chunked(r, w, k, v, a, b, s0=s0)}
     if device == "cuda":
         from dreamstate.wkv_triton import wkv7_triton
@@ -66,8 +66,6 @@ def implementations(device, tuned=None):
                  "dreamstate_triton_chunked_tf32": lambda r, w, k, v, a, b, s0: wkv7_triton(r, w, k, v, a, b, s0=s0, form="chunked",
                                                                                             precision="tf32"),
                  **impls}
-        if tuned:
-            impls["dreamstate_triton_swept"] = lambda r, w, k, v, a, b, s0: wkv7_triton(r, w, k, v, a, b, s0=s0, **tuned)
         try:
             from fla.ops.rwkv7 import chunk_rwkv7, fused_recurrent_rwkv7
 
