@@ -32,7 +32,7 @@ INTS = {"T", "NT", "PSTRIDE", "H"}     # H: a runtime int in the chunked kernels
 
 def kernels(N, prec, H=64):
     "(name, kernel, constexprs, num_warps) as `wkv7_triton` launches them on CUDA for head size N."
-    bv = min(N, 16)                       # the recurrent kernels' default rows per program
+    bv = wt._default_bv(N)                # the recurrent kernels' default rows per program on CUDA
     bvc = min(N, 32)                      # the chunked scans' default
     nw, nw_bwd = wt._chunk_warps(N)
     return [
