@@ -2,16 +2,62 @@
 import pytest
 import torch
 
-from dreamstate.diffusion import Diffusion, make_schedule
+from dreamstate.diffusion import Diffusion, GaussianMixtureDenoiser, make_schedule
 from dreamstate.dit import DIT_PRESETS, DiT, DiTConfig, StateDiT, edit_state, generate_states
 from dreamstate.rwkv7 import RWKV7Config
 
 
 def test_schedules():
-    for kind in ("linear", "cosine"):
+    for kind in ("linear", "cosine", "cosine_lsnr"):
         ab = make_schedule(kind, 1000)
         assert ab.shape == (1000,) and (ab[1:] < ab[:-1]).all() and 0 < ab[-1] < 0.01 and ab[0] > 0.99
     with pytest.raises(ValueError, match="unknown schedule"): make_schedule("sigmoid")
+    lam = Diffusion("cosine_lsnr", 1000).lam
+    assert abs(lam[0] - 10) < 1e-6 and abs(lam[-1] + 10) < 1e-6
+
+
+def test_log_snr_interpolation_inverts():
+    d = Diffusion("cosine", 1000)
+    t = torch.tensor([0.0, 0.5, 10.25, 998.9, 999.0], dtype=torch.float64)
+    assert torch.allclose(d.t_at(d.lambda_at(t)), t, atol=1e-9)
+    assert torch.allclose(d.lambda_at(torch.arange(1000.0)), d.lam)
+    ts = d.sample_times(50)
+    assert len(ts) == 50 and ts[0] == 999 and ts[-1] == 0 and torch.allclose(d.lambda_at(ts).diff(), d.lambda_at(ts).diff()[0].expand(49))
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_default_sampler_keeps_every_scale_with_the_exact_denoiser(prediction):
+    "Known answer: independent Gaussian directions of scale 0.01…16 and 2-D ones; variance ±10%, mean ±0.03 scale."
+    scales = torch.tensor([0.01, 0.05, 0.3, 1.0, 4.0, 16.0], dtype=torch.float64)
+    d = Diffusion(prediction=prediction)
+    g = torch.Generator().manual_seed(0)
+    net = GaussianMixtureDenoiser(d, (0.3 * scales)[None], scales[None])
+    x = d.sample(net, torch.randn(20_000, 6, generator=g), torch.zeros(20_000, dtype=torch.long)).double()
+    ratio = x.var(0) / scales ** 2
+    assert ((ratio > 0.9) & (ratio < 1.1)).all(), ratio
+    assert ((x.mean(0) - 0.3 * scales).abs() / scales < 0.03).all()
+    # the earlier default (DDIM, 25 steps evenly spaced in t, clamped cosine) fails the same check
+    old = Diffusion("cosine", prediction=prediction)
+    x = old.sample(GaussianMixtureDenoiser(old, (0.3 * scales)[None], scales[None]), torch.randn(20_000, 6, generator=g),
+                   torch.zeros(20_000, dtype=torch.long), steps=25, solver="ddim", spacing="uniform").double()
+    assert (x.var(0) / scales ** 2)[[0, -1]].max() < 0.5
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_default_sampler_on_a_gaussian_mixture(prediction):
+    "Known answer: four 2-D modes (σ = 0.3); per-direction and within-mode variance ±10%, modes used equally."
+    modes = torch.tensor([[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]])
+    d = Diffusion(prediction=prediction)
+    g = torch.Generator().manual_seed(1)
+    net = GaussianMixtureDenoiser(d, modes, 0.3)
+    x = d.sample(net, torch.randn(20_000, 2, generator=g), torch.zeros(20_000, dtype=torch.long))
+    k = ((x[:, None] - modes) ** 2).sum(-1).argmin(1)
+    within = (x - modes[k]).var(0) / 0.09
+    total = x.var(0) / net.sample_data(20_000, g).var(0)
+    assert ((within > 0.9) & (within < 1.1)).all() and ((total > 0.9) & (total < 1.1)).all(), (within, total)
+    assert (torch.bincount(k, minlength=4) / 20_000 - 0.25).abs().max() < 0.02
+    with pytest.raises(ValueError, match="one t per batch"):
+        net(x[:2], torch.tensor([3, 4]), None)
 
 
 class Oracle(torch.nn.Module):
