@@ -138,3 +138,57 @@ def test_state_dit_generate_edit_roundtrip(tmp_path):
     dit.save(tmp_path / "d.pt")
     back = StateDiT.load(tmp_path / "d.pt")
     assert torch.equal(generate_states(back, diff, "b", 4, steps=3, seed=1).wkv, st.wkv)
+
+
+def _tiny_states(n_per=20, seed=0):
+    "A `StateDataset` of random low-rank states for 3 personas (2 layers, 2 heads of 16×16)."
+    from dreamstate.states import StateDataset
+    rc = RWKV7Config(vocab_size=256, n_layer=2, n_embd=32, head_size=16)
+    g = torch.Generator().manual_seed(seed)
+    names = ["a", "b", "c"]
+    n = n_per * len(names)
+    basis = torch.randn(5, 2 * 2 * 256, generator=g)
+    wkv = (torch.randn(n, 5, generator=g) @ basis + torch.repeat_interleave(torch.randn(3, 2 * 2 * 256, generator=g), n_per, 0))
+    meta = [{"label": names[i // n_per], "split": "train", "doc_id": i} for i in range(n)]
+    return StateDataset(wkv.view(n, 2, 2, 16, 16), torch.randn(n, 2, 32, generator=g), torch.randn(n, 2, 32, generator=g), meta,
+                        model_config=dict(vars(rc))), rc
+
+
+def test_latent_model_codes_generation_and_checkpoint(tmp_path):
+    from dreamstate.dit import LatentStateModel, build_latent_model
+    tr, rc = _tiny_states()
+    lat = build_latent_model(tr, k=7, hidden=32, depth=1)
+    z = lat.encode(tr.wkv)
+    assert z.shape == (60, 14)
+    assert torch.allclose(z.std(0), torch.ones(14), atol=1e-3)                 # unit-variance codes
+    # centred, the data have rank ≤ 5 + 2 per layer: 7 components per layer reconstruct them
+    assert float(lat.reconstruction_error(tr.wkv).max()) < 1e-6
+    assert float(build_latent_model(tr, k=2, hidden=32, depth=1).reconstruction_error(tr.wkv).mean()) > 0.05
+    with pytest.raises(ValueError, match="components"):
+        build_latent_model(tr, k=1000)
+    diff = Diffusion(prediction="v")
+    st = generate_states(lat, diff, ["a", "b", "c"], 3, steps=4, seed=2)
+    assert st.wkv.shape == (2, 3, 2, 16, 16)
+    raw = generate_states(lat, diff, ["a", "b", "c"], 3, steps=4, seed=2, weights="raw")
+    assert torch.equal(raw.wkv, st.wkv)                                        # before training, EMA = raw weights
+    with pytest.raises(ValueError, match="weights must be"):
+        generate_states(lat, diff, "a", 1, weights="best")
+    ed = edit_state(lat, diff, st, "a", strength=0.3, steps=4)
+    assert ed.wkv.shape == st.wkv.shape
+    lat.save(tmp_path / "l.pt")
+    back = LatentStateModel.load(tmp_path / "l.pt")
+    assert torch.equal(generate_states(back, diff, ["a", "b", "c"], 3, steps=4, seed=2).wkv, st.wkv)
+
+
+def test_ema_warm_up_follows_a_short_run():
+    "After 20 updates the warm-up EMA is near the weights; a fixed 0.999 EMA would still be 98% initialisation."
+    tr, rc = _tiny_states()
+    from dreamstate.dit import build_latent_model
+    lat = build_latent_model(tr, k=4, hidden=16, depth=1, ema_decay=0.999)
+    w0 = [p.detach().clone() for p in lat.net.parameters()]
+    for step in range(20):
+        with torch.no_grad():
+            for p in lat.net.parameters(): p.add_(1.0)
+        lat.update_ema(lat, step)
+    moved = [float(((e - a) / 20).mean()) for e, a in zip(lat.ema.parameters(), w0)]   # 1 = the EMA equals the weights
+    assert min(moved) > 0.5, moved
