@@ -408,7 +408,8 @@ def build_latent_model(tr, k: int, hidden: int = 512, depth: int = 4, norm: str 
     basis, sd = [], []
     for l in range(nl):
         _, S, Vh = torch.linalg.svd(x[:, l].double(), full_matrices=False)
-        basis.append(Vh[:k].float()); sd.append((S[:k] / math.sqrt(len(tr) - 1)).float())
+        sdl = S[:k] / math.sqrt(len(tr) - 1)
+        basis.append(Vh[:k].float()); sd.append(sdl.clamp_min(1e-6 * float(sdl[0])).float())   # no division by a null direction
     m = LatentStateModel(CodeDenoiserConfig(nl * k, len(names), hidden, depth), cfg, names, layers, basis=torch.stack(basis),
                          code_std=torch.cat(sd), **st, ema_decay=ema_decay)
     m.clip.fill_(1.1 * float(m.encode(tr.wkv).abs().max()))
