@@ -182,15 +182,17 @@ def collect_states(model: RWKV7, docs, tokenizer, n_per_label: int, split: str, 
 @torch.no_grad()
 def collect_prompt_states(model: RWKV7, docs, tokenizer, split: str, seed: int, n_samples: int, positions,
                           temperature: float = 1.0, top_p: float = 0.9, max_prompt_len: int | None = None,
-                          progress: bool = True) -> StateDataset:
-    """Per `split` document of `docs` (a prompt): the state after it, then for each of `n_samples` sampled
-    continuations the state after each number of generated tokens in `positions`."""
+                          n_per_label: int | None = None, progress: bool = True) -> StateDataset:
+    """Per `split` document of `docs` (a prompt; the first `n_per_label` of each label by id, default all): the
+    state after it, then for each of `n_samples` sampled continuations the state after each number of
+    generated tokens in `positions`."""
     from tqdm import tqdm
     from dreamstate.rwkv7 import _sample
     positions = sorted({int(t) for t in ([positions] if isinstance(positions, (int, float)) else positions)})
     if n_samples < 1 or not positions or positions[0] < 1:
         raise ValueError(f"need n_samples ≥ 1 and positions ≥ 1, got {n_samples}, {positions}")
     pool = sorted((d for d in docs if d.split == split), key=lambda d: (d.label, d.doc_id))
+    if n_per_label: pool = [d for lab in sorted({d.label for d in pool}) for d in [d for d in pool if d.label == lab][:n_per_label]]
     if not pool: raise ValueError(f"no {split!r} prompts")
     dev = next(model.parameters()).device
     wkv, att, ffn, meta = [], [], [], []
