@@ -166,9 +166,10 @@ def check_profile(p: Profile) -> dict | None:
     if p.uses_checkpoint:
         info = inspect_checkpoint(p)
         info["sha256"] = checkpoint_sha256(info["path"], p.build_dir / "checkpoint_sha256.json")
-    try: get_device(p.device)
+    device = p.get("device", "auto")
+    try: get_device(device)
     except (RuntimeError, ValueError) as e:
-        raise ProfileError(f"profile {p.name!r} asks for device {p.device!r}: {e}; "
+        raise ProfileError(f"profile {p.name!r} asks for device {device!r}: {e}; "
                            f"run on a machine that has it, or override with DREAMSTATE_DEVICE=cpu") from None
     return info
 
