@@ -15,10 +15,11 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'STYLE', 'project_root', 'Profile', 'load_profile', 'seed_everything', 'torch_generator', 'get_device',
-           'plot_style', 'save_figure', 'save_table', 'notebooks', 'reproduce', 'reproduce_cli']
+           'ProfileError', 'inspect_checkpoint', 'checkpoint_sha256', 'check_profile', 'plot_style', 'save_figure',
+           'save_table', 'notebooks', 'reproduce', 'reproduce_cli']
 
 # %% ../nbs/00_config.ipynb #c004
-PROFILES = ("smoke", "cpu", "paper")
+PROFILES = ("smoke", "cpu", "paper", "paper-smoke")
 
 def project_root(start: str | Path | None = None) -> Path:
     "The directory holding `settings.ini`, searched upwards from `start` (default: cwd, then the package)."
@@ -51,6 +52,10 @@ class Profile(dict):
         "Heavy outputs (checkpoints, state datasets, executed notebooks): `build/<profile>/`."
         return Path(self["root"]) / "build" / self["name"]
     @property
+    def uses_checkpoint(self) -> bool:
+        "Whether settings.ini gives this profile a checkpoint (even one whose variable is unset)."
+        return bool(str(self.get("checkpoint_setting", "")).strip())
+    @property
     def figures_dir(self) -> Path:
         "Where figures and tables go: `figures/` for `cpu`, never `figures/` for the others."
         root = Path(self["root"])
@@ -61,13 +66,22 @@ def load_profile(name: str | None = None, root: str | Path | None = None) -> Pro
     "Read profile `name` (default: `smoke` under nbdev-test, else `cpu`) from `settings.ini`."
     if name is None: name = "smoke" if os.environ.get("IN_TEST") else "cpu"
     root = project_root(root)
-    cp = configparser.RawConfigParser()
+    cp = configparser.RawConfigParser(default_section="\0")   # [DEFAULT] read as a plain section
     cp.optionxform = str   # keep the case of setting names
     cp.read(root / "settings.ini")
-    if name not in cp.sections():
-        raise ValueError(f"unknown profile {name!r}; settings.ini defines {cp.sections()}")
-    p = Profile({k: _parse_value(v) for k, v in cp[name].items()})
-    p.update(name=name, root=str(root))
+    names = [s for s in cp.sections() if s != "DEFAULT"]
+    if name not in names: raise ValueError(f"unknown profile {name!r}; settings.ini defines {names}")
+    def own(sec, seen=()):
+        if sec in seen: raise ValueError(f"settings.ini: profiles inherit in a cycle: {' → '.join([*seen, sec])}")
+        if sec not in names: raise ValueError(f"settings.ini: [{seen[-1]}] inherits unknown profile {sec!r}")
+        vals = dict(cp[sec])
+        out = {}
+        for parent in (x.strip() for x in vals.pop("inherits", "").split(",") if x.strip()): out.update(own(parent, (*seen, sec)))
+        return {**out, **vals}
+    raw = {**(dict(cp["DEFAULT"]) if cp.has_section("DEFAULT") else {}), **own(name)}
+    if os.environ.get("DREAMSTATE_DEVICE"): raw["device"] = os.environ["DREAMSTATE_DEVICE"]
+    p = Profile({k: _parse_value(v) for k, v in raw.items()})
+    p.update(name=name, root=str(root), checkpoint_setting=raw.get("checkpoint", "").strip())
     return p
 
 # %% ../nbs/00_config.ipynb #c009
@@ -88,6 +102,76 @@ def get_device(spec: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {spec!r} requested but CUDA is not available on this machine")
     return dev
+
+# %% ../nbs/00_config.ipynb #c010b
+class ProfileError(ValueError):
+    "A profile that cannot run; the message is the one line the user sees."
+
+def _env_names(setting: str) -> list[str]:
+    import re
+    return [a or b for a, b in re.findall(r"\$\{(\w+)\}|\$(\w+)", setting)]
+
+def inspect_checkpoint(p: Profile) -> dict:
+    """Check profile `p`'s checkpoint without loading the model: set, present, readable, RWKV-7 keys,
+    World vocabulary. Returns its name, path and shape; raises `ProfileError`."""
+    from dreamstate.rwkv7 import CheckpointError, config_from_state_dict
+    from dreamstate.data import WorldTokenizer
+    setting, path = p.checkpoint_setting, str(p.get("checkpoint", "")).strip()
+    var = " or ".join(_env_names(setting)) or "the `checkpoint` setting"
+    if not path or "$" in path:
+        raise ProfileError(f"profile {p.name!r} needs an RWKV-7 World checkpoint: set {var} to its .pth "
+                           f"(e.g. {var}=/path/to/RWKV-x070-World-0.1B-v2.8-20241210-ctx4096.pth); settings.ini has checkpoint = {setting}")
+    f = Path(path).expanduser()
+    if not f.is_file(): raise ProfileError(f"checkpoint not found: {f} (from {var})")
+    if not os.access(f, os.R_OK): raise ProfileError(f"checkpoint not readable (permissions): {f}")
+    try: sd = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        try: sd = torch.load(f, map_location="cpu", weights_only=True)   # the pre-zip format cannot be memory-mapped
+        except Exception:
+            raise ProfileError(f"cannot read checkpoint {f}: not a PyTorch file or truncated "
+                               f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    if isinstance(sd, dict) and isinstance(sd.get("model"), dict): sd = sd["model"]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ProfileError(f"{f} is not an RWKV-7 checkpoint: not a dict of tensors")
+    try: cfg = config_from_state_dict(sd, source=str(f))
+    except (CheckpointError, ValueError, TypeError) as e:
+        raise ProfileError(f"{f} is not an RWKV-7 checkpoint: {str(e).removeprefix(str(f) + ': ')}") from None
+    if cfg.vocab_size != WorldTokenizer.vocab_size:
+        raise ProfileError(f"{f} has a vocabulary of {cfg.vocab_size} tokens but the World tokenizer has "
+                           f"{WorldTokenizer.vocab_size}: profile {p.name!r} needs an RWKV-7 *World* checkpoint")
+    return {"name": f.name, "path": str(f.resolve()), "bytes": f.stat().st_size, "n_layer": cfg.n_layer,
+            "n_embd": cfg.n_embd, "n_head": cfg.n_head, "head_size": cfg.head_size, "vocab_size": cfg.vocab_size,
+            "params": int(sum(t.numel() for t in sd.values()))}
+
+def checkpoint_sha256(path: str | Path, cache: str | Path | None = None) -> str:
+    "sha256 of a file, cached in the JSON file `cache` by resolved path, size and mtime."
+    f = Path(path).resolve(); st = f.stat()
+    key, memo = f"{f}|{st.st_size}|{st.st_mtime_ns}", {}
+    if cache is not None and Path(cache).is_file():
+        try: memo = json.loads(Path(cache).read_text())
+        except json.JSONDecodeError: memo = {}
+    if key in memo: return memo[key]
+    h = hashlib.sha256()
+    with open(f, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""): h.update(block)
+    memo[key] = h.hexdigest()
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(cache).with_name(f".{Path(cache).name}.tmp"); tmp.write_text(json.dumps(memo, indent=1) + "\n"); os.replace(tmp, cache)
+    return memo[key]
+
+def check_profile(p: Profile) -> dict | None:
+    "Everything `reproduce` needs before running a notebook; the checkpoint's description (with sha256) or None."
+    info = None
+    if p.uses_checkpoint:
+        info = inspect_checkpoint(p)
+        info["sha256"] = checkpoint_sha256(info["path"], p.build_dir / "checkpoint_sha256.json")
+    device = p.get("device", "auto")
+    try: get_device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ProfileError(f"profile {p.name!r} asks for device {device!r}: {e}; "
+                           f"run on a machine that has it, or override with DREAMSTATE_DEVICE=cpu") from None
+    return info
 
 # %% ../nbs/00_config.ipynb #c012
 STYLE = {"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.grid": True,
@@ -171,6 +255,7 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
     "Run the notebooks of `profile` (incrementally; `nb` forces one and what follows); returns the manifest."
     import papermill as pm
     prof = load_profile(profile, root)
+    ckpt = check_profile(prof)
     root = Path(prof.root)
     nbs = notebooks(root)
     names = [p.stem for p in nbs]
@@ -183,7 +268,9 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
     man_path = prof.figures_dir / "manifest.json"
     manifest = json.loads(man_path.read_text()) if man_path.exists() else {}
     seconds = manifest.get("seconds_per_notebook", {})
-    pkg, key, forced = _package_hash(root), "", False
+    pkg, key, forced = _package_hash(root) + (f"|checkpoint {ckpt['sha256']}" if ckpt else ""), "", False
+    manifest.pop("checkpoint", None)
+    if ckpt: manifest["checkpoint"] = {k: v for k, v in ckpt.items() if k != "path"}
     for path in nbs:
         key = hashlib.sha256(f"{_code_hash(path)}|{pkg}|{key}".encode()).hexdigest()
         stamp = stamp_dir / f"{path.stem}.stamp"
@@ -220,4 +307,6 @@ def reproduce_cli(argv: list[str] | None = None):
     ap.add_argument("--profile", default="cpu", choices=PROFILES)
     ap.add_argument("--nb", default=None, help="force this notebook and everything after it")
     a = ap.parse_args(argv)
-    reproduce(a.profile, a.nb or None)
+    try: reproduce(a.profile, a.nb or None)
+    except ProfileError as e:
+        print(f"dreamstate-reproduce: {e}", file=sys.stderr); raise SystemExit(2) from None

@@ -67,12 +67,13 @@ class WorldTokenizer:
         return self.encode_bytes(text.encode("utf-8"))
 
     def decode(self, ids) -> str:
-        "Ids → text (id 0 and invalid UTF-8 become U+FFFD)."
+        """Ids → text. Ids a model can emit that have no bytes (0 = end of text, and the unused
+        65530–65535) and invalid UTF-8 become U+FFFD; ids outside [0, 65536) raise."""
         out = []
         for i in ids:
             i = int(i)
-            if i not in self.id2bytes: raise ValueError(f"id {i} is not in the World vocabulary")
-            out.append(self.id2bytes[i])
+            if not 0 <= i < self.vocab_size: raise ValueError(f"id {i} is not in the World vocabulary (0..{self.vocab_size - 1})")
+            out.append(self.id2bytes.get(i, "\ufffd".encode()))
         return b"".join(out).decode("utf-8", errors="replace")
 
 # %% ../nbs/04_data.ipynb #c008

@@ -1,4 +1,5 @@
-"""`collect_states` runs the LM over persona prompts and keeps each final state; `StateDataset`
+"""`collect_states` runs the LM over persona prompts and keeps each final state;
+`collect_prompt_states` adds states from the prompt set with sampled continuations; `StateDataset`
 stores them (safetensors + a metadata table), normalises them, and checks they belong to
 the model at hand.
 
@@ -8,7 +9,7 @@ Docs: https://dreamstate-ml.github.io/dreamstate/states.html.md"""
 
 # %% ../nbs/06_states.ipynb #c002
 from __future__ import annotations
-import json, os, random
+import json, os, random, zlib
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -17,10 +18,10 @@ from safetensors.torch import save_file, load_file
 
 from .rwkv7 import RWKV7, RWKV7Config, RWKVState
 
-__all__ = ["StateDataset", "collect_states", "StateStats"]
+__all__ = ["StateDataset", "collect_states", "collect_prompt_states", "concat_states", "StateStats"]
 
 # %% auto #0
-__all__ = ['StateStats', 'StateDataset', 'collect_states']
+__all__ = ['StateStats', 'StateDataset', 'collect_states', 'collect_prompt_states', 'concat_states']
 
 # %% ../nbs/06_states.ipynb #c004
 @dataclass
@@ -156,7 +157,7 @@ def collect_states(model: RWKV7, docs, tokenizer, n_per_label: int, split: str, 
             d = pool[i % len(pool)]
             ids = tokenizer.encode(d.text)
             n = min(rng.choice(lengths), len(ids))
-            prompts.append({"label": label, "doc_id": d.doc_id, "split": split, "prompt_len": n,
+            prompts.append({"label": label, "doc_id": d.doc_id, "split": split, "source": "corpus", "prompt_len": n,
                             "text": tokenizer.decode(ids[:n]), "_ids": ids[:n]})
     order = sorted(range(len(prompts)), key=lambda i: prompts[i]["prompt_len"])
     dev = next(model.parameters()).device
@@ -176,3 +177,50 @@ def collect_states(model: RWKV7, docs, tokenizer, n_per_label: int, split: str, 
         ffn[g] = st.ffn_shift.transpose(0, 1).float().cpu()
     meta = [{k: v for k, v in p.items() if k != "_ids"} for p in prompts]
     return StateDataset(wkv, att, ffn, meta, asdict(model.cfg))
+
+# %% ../nbs/06_states.ipynb #c009b
+@torch.no_grad()
+def collect_prompt_states(model: RWKV7, docs, tokenizer, split: str, seed: int, n_samples: int, positions,
+                          temperature: float = 1.0, top_p: float = 0.9, max_prompt_len: int | None = None,
+                          n_per_label: int | None = None, progress: bool = True) -> StateDataset:
+    """Per `split` document of `docs` (a prompt; the first `n_per_label` of each label by id, default all): the
+    state after it, then for each of `n_samples` sampled continuations the state after each number of
+    generated tokens in `positions`."""
+    from tqdm import tqdm
+    from dreamstate.rwkv7 import _sample
+    positions = sorted({int(t) for t in ([positions] if isinstance(positions, (int, float)) else positions)})
+    if n_samples < 1 or not positions or positions[0] < 1:
+        raise ValueError(f"need n_samples ≥ 1 and positions ≥ 1, got {n_samples}, {positions}")
+    pool = sorted((d for d in docs if d.split == split), key=lambda d: (d.label, d.doc_id))
+    if n_per_label: pool = [d for lab in sorted({d.label for d in pool}) for d in [d for d in pool if d.label == lab][:n_per_label]]
+    if not pool: raise ValueError(f"no {split!r} prompts")
+    dev = next(model.parameters()).device
+    wkv, att, ffn, meta = [], [], [], []
+    def keep(st, rows):
+        wkv.append(st.wkv.transpose(0, 1).float().cpu()); att.append(st.att_shift.transpose(0, 1).float().cpu())
+        ffn.append(st.ffn_shift.transpose(0, 1).float().cpu()); meta.extend(rows)
+    model.eval()
+    for d in tqdm(pool, desc=f"prompt states ({split})", disable=not progress, mininterval=5, ncols=100):
+        ids = tokenizer.encode(d.text)[:max_prompt_len]
+        if not ids: raise ValueError(f"prompt {d.doc_id!r} is empty")
+        base = {"label": d.label, "doc_id": d.doc_id, "split": split, "source": "prompt-set"}
+        g = torch.Generator(device=dev).manual_seed(zlib.crc32(f"{seed}/{d.doc_id}".encode()))
+        logits, st = model(torch.tensor([ids], device=dev), last_only=True)
+        keep(st, [{**base, "prompt_len": len(ids), "sample": -1, "generated": 0, "text": tokenizer.decode(ids)}])
+        st, logits, out = st.expand(n_samples), logits[:, -1].float().expand(n_samples, -1), []
+        for t in range(1, positions[-1] + 1):
+            nxt = _sample(logits, temperature, top_p, g)
+            out.append(nxt)
+            logits, st = model(nxt[:, None], st)
+            logits = logits[:, -1].float()
+            if t in positions:
+                gen = torch.stack(out, 1).tolist()
+                keep(st, [{**base, "prompt_len": len(ids) + t, "sample": s, "generated": t,
+                           "text": tokenizer.decode(ids + gen[s])} for s in range(n_samples)])
+    return StateDataset(torch.cat(wkv), torch.cat(att), torch.cat(ffn), meta, asdict(model.cfg))
+
+def concat_states(parts: list[StateDataset]) -> StateDataset:
+    "One dataset from several collected from the same model (statistics are not carried over)."
+    for q in parts[1:]: q.check_model(parts[0].cfg)
+    return StateDataset(torch.cat([q.wkv for q in parts]), torch.cat([q.att_shift for q in parts]),
+                        torch.cat([q.ffn_shift for q in parts]), [m for q in parts for m in q.meta], parts[0].model_config)

@@ -18,11 +18,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "lr_at", "train", "dist_info", "lm_loss", "lm_batches", "token_stream", "check_tokenizer",
-           "BigramModel", "eval_lm_per_label"]
+           "BigramModel", "eval_lm_per_label", "profile_lm"]
 
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_at', 'dist_info', 'train', 'token_stream', 'lm_batches', 'lm_loss', 'BigramModel',
-           'eval_lm_per_label', 'check_tokenizer']
+           'eval_lm_per_label', 'check_tokenizer', 'profile_lm']
 
 # %% ../nbs/05_train_lm.ipynb #c003
 @dataclass
@@ -172,19 +172,26 @@ def lm_loss(model, batch: torch.Tensor):
 class BigramModel:
     "Interpolated bigram over token ids; `lam` is tuned with `fit_lambda`."
     def __init__(self, stream: torch.Tensor, vocab_size: int):
-        pairs = stream[:-1] * vocab_size + stream[1:]
+        stream = stream.long()
         self.V = vocab_size
-        self.counts = torch.bincount(pairs, minlength=vocab_size ** 2).view(vocab_size, vocab_size).double()
+        self.pair_keys, counts = torch.unique(stream[:-1] * vocab_size + stream[1:], return_counts=True)   # sorted
+        self.pair_counts = counts.double()
+        self.row_totals = torch.bincount(stream[:-1], minlength=vocab_size).double()   # c(a)
         uni = torch.bincount(stream, minlength=vocab_size).double() + 1.0
         self.unigram = uni / uni.sum()
         self.lam = 0.9
 
+    def count(self, prev: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
+        "c(prev, nxt) for each pair (0 for pairs never seen)."
+        q = prev.long() * self.V + nxt.long()
+        i = torch.searchsorted(self.pair_keys, q).clamp_max(len(self.pair_keys) - 1)
+        return torch.where(self.pair_keys[i] == q, self.pair_counts[i], torch.zeros((), dtype=torch.float64))
+
     def nll(self, prev: torch.Tensor, nxt: torch.Tensor, lam: float | None = None) -> torch.Tensor:
         "Per-token negative log-likelihood (nats) of `nxt` after `prev`."
         lam = self.lam if lam is None else lam
-        row = self.counts[prev]
-        tot = row.sum(-1)
-        p_bi = torch.where(tot > 0, row.gather(-1, nxt[:, None])[:, 0] / tot.clamp_min(1), torch.zeros_like(tot))
+        tot = self.row_totals[prev]
+        p_bi = torch.where(tot > 0, self.count(prev, nxt) / tot.clamp_min(1), torch.zeros_like(tot))
         return -torch.log(lam * p_bi + (1 - lam) * self.unigram[nxt])
 
     def fit_lambda(self, prev, nxt):
@@ -224,3 +231,21 @@ def check_tokenizer(model, tokenizer):
     if model.cfg.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"the checkpoint has vocab_size={model.cfg.vocab_size} but the tokenizer "
                          f"{type(tokenizer).__name__} has {tokenizer.vocab_size}: wrong checkpoint or tokenizer")
+
+def profile_lm(p, device=None):
+    """The language model of profile `p` and its tokenizer, in eval mode on `device` (default `p.device`):
+    a checkpoint profile's RWKV-7 World checkpoint with the World tokenizer, otherwise the byte-level
+    RWKV-7 this notebook trained (`build/<profile>/lm/rwkv7.pth`) with the byte tokenizer."""
+    from dreamstate.config import get_device, inspect_checkpoint
+    from dreamstate.data import ByteTokenizer, WorldTokenizer
+    from dreamstate.rwkv7 import RWKV7
+    dev = get_device(p.device if device is None else device)
+    if p.uses_checkpoint:
+        path, tok = inspect_checkpoint(p)["path"], WorldTokenizer()
+    else:
+        path, tok = p.build_dir / "lm" / "rwkv7.pth", ByteTokenizer()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: notebook 05 trains it (make reproduce PROFILE={p.name} NB=05_train_lm)")
+    lm = RWKV7.load(path, device=dev)
+    check_tokenizer(lm, tok)
+    return lm.eval(), tok
