@@ -219,7 +219,7 @@ class StateDiT(StateDiffusionModel):
         return self.unnormalise(img.flatten(1))
 
     def encode(self, wkv): return self.to_image(wkv)
-    def decode(self, img): return self.from_image(img)
+    def decode(self, img, labels=None, generator=None): return self.from_image(img)
 
     def save(self, path): self._save(path, kind="StateDiT", dit_config=asdict(self.net.cfg))
 
@@ -280,9 +280,13 @@ class LatentStateModel(StateDiffusionModel):
     """Latent state diffusion (p-diff's recipe for network parameters, here for states): the normalised
     states of each modelled layer are projected on their top `k` principal directions (fitted on the
     training split), each code scaled to unit variance, and a `CodeDenoiser` models the codes.
-    `decode` maps codes back to full states; what the basis cannot express is the reconstruction floor."""
+    `decode` maps codes back to full states; what the basis cannot express is the reconstruction floor.
+    With `residual` (probabilistic PCA's noise model, Tipping & Bishop 1999), a generated state also gets
+    its persona's mean residual plus isotropic Gaussian noise in the basis's orthogonal complement,
+    with the persona's residual variance per layer, both measured on the training states."""
     def __init__(self, cfg: CodeDenoiserConfig, rwkv_cfg: RWKV7Config, label_names: list[str], layers="all", mean=None, std=None,
-                 basis=None, code_std=None, att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0):
+                 basis=None, code_std=None, att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0,
+                 resid_mean=None, resid_std=None):
         nl, F_ = rwkv_cfg.n_layer if layers == "all" else 1, rwkv_cfg.n_head * rwkv_cfg.head_size ** 2
         if cfg.dim % nl or cfg.num_classes != len(label_names):
             raise ValueError(f"code config {cfg} does not fit {nl} layers and {len(label_names)} labels")
@@ -290,6 +294,9 @@ class LatentStateModel(StateDiffusionModel):
         k = cfg.dim // nl
         self.register_buffer("basis", torch.zeros(nl, k, F_) if basis is None else basis.float().clone())      # [nl, k, H·N·N]
         self.register_buffer("code_std", torch.ones(cfg.dim) if code_std is None else code_std.float().clone())
+        K = len(label_names)
+        self.register_buffer("resid_mean", torch.zeros(K, nl * F_) if resid_mean is None else resid_mean.float().clone())   # [K, D]
+        self.register_buffer("resid_std", torch.zeros(K, nl) if resid_std is None else resid_std.float().clone())           # [K, nl]
 
     @property
     def latent_shape(self) -> tuple: return (self.net.cfg.dim,)
@@ -299,10 +306,16 @@ class LatentStateModel(StateDiffusionModel):
         x = self.normalise(wkv).view(wkv.shape[0], self.basis.shape[0], -1)
         return torch.einsum("nlf,lkf->nlk", x, self.basis).flatten(1) / self.code_std
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        "Codes `[n, nl·k]` → the modelled WKV part in model units, `[n, nl, H, N, N]`."
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None, generator=None) -> torch.Tensor:
+        """Codes `[n, nl·k]` → the modelled WKV part in model units, `[n, nl, H, N, N]`; with `labels`, plus
+        the personas' residual (mean and complement noise; zero unless the model was built with `residual`)."""
         nl, k, _ = self.basis.shape
-        return self.unnormalise(torch.einsum("nlk,lkf->nlf", (z * self.code_std).view(-1, nl, k), self.basis).flatten(1))
+        x = torch.einsum("nlk,lkf->nlf", (z * self.code_std).view(-1, nl, k), self.basis)
+        if labels is not None:
+            e = torch.randn(x.shape, generator=generator, device=x.device)
+            e = e - torch.einsum("nlk,lkf->nlf", torch.einsum("nlf,lkf->nlk", e, self.basis), self.basis)      # complement only
+            x = x + self.resid_mean[labels].view_as(x) + self.resid_std[labels][..., None] * e
+        return self.unnormalise(x.flatten(1))
 
     def reconstruction_error(self, wkv: torch.Tensor) -> torch.Tensor:
         "Per state: ‖x − decode(encode(x))‖² / ‖x‖² in normalised units (x: the state minus the training mean)."
@@ -338,7 +351,7 @@ def generate_states(model: StateDiffusionModel, diffusion: Diffusion, label, n: 
     x = torch.randn(n, *model.latent_shape, generator=g, device=dev)
     out = diffusion.sample(model.denoiser(weights), x, y, steps=steps, guidance=guidance, null_label=model.null_label,
                            clip=float(model.clip), **sampler)
-    return model.to_state(model.decode(out), y, base)
+    return model.to_state(model.decode(out, y, g), y, base)
 
 @torch.no_grad()
 def edit_state(model: StateDiffusionModel, diffusion: Diffusion, state: RWKVState, target_label, strength: float = 0.5,
@@ -350,7 +363,7 @@ def edit_state(model: StateDiffusionModel, diffusion: Diffusion, state: RWKVStat
     g = torch.Generator(device=dev).manual_seed(seed)
     x0 = model.encode(state.wkv.transpose(0, 1).to(dev))
     out = diffusion.sdedit(model.denoiser(weights), x0, y, strength, steps, guidance, model.null_label, generator=g, clip=float(model.clip))
-    return model.to_state(model.decode(out), y, state)
+    return model.to_state(model.decode(out, y, g), y, state)
 
 @torch.no_grad()
 def interpolate_states(model: StateDiffusionModel, diffusion: Diffusion, a: RWKVState, b: RWKVState, label_a, label_b,
@@ -396,9 +409,10 @@ def build_state_dit(tr, preset: str, norm: str = "channel", ema_decay: float = 0
     return m
 
 def build_latent_model(tr, k: int, hidden: int = 512, depth: int = 4, norm: str = "channel", ema_decay: float = 0.999,
-                       layers="all") -> LatentStateModel:
+                       layers="all", residual: bool = True) -> LatentStateModel:
     """A `LatentStateModel` for the states of `tr`: per modelled layer, the top `k` principal directions
-    of the normalised training states (SVD), the codes' standard deviations, and the code bound."""
+    of the normalised training states (SVD), the codes' standard deviations, the code bound and, with
+    `residual`, each persona's mean residual and residual standard deviation per layer."""
     cfg, names = tr.cfg, tr.label_names
     nl = cfg.n_layer if layers == "all" else 1
     st = state_statistics(tr, norm, layers)
@@ -410,7 +424,13 @@ def build_latent_model(tr, k: int, hidden: int = 512, depth: int = 4, norm: str 
         _, S, Vh = torch.linalg.svd(x[:, l].double(), full_matrices=False)
         sdl = S[:k] / math.sqrt(len(tr) - 1)
         basis.append(Vh[:k].float()); sd.append(sdl.clamp_min(1e-6 * float(sdl[0])).float())   # no division by a null direction
-    m = LatentStateModel(CodeDenoiserConfig(nl * k, len(names), hidden, depth), cfg, names, layers, basis=torch.stack(basis),
-                         code_std=torch.cat(sd), **st, ema_decay=ema_decay)
+    B = torch.stack(basis)
+    res = x - torch.einsum("nlk,lkf->nlf", torch.einsum("nlf,lkf->nlk", x, B), B)          # [n, nl, F], outside the basis
+    y = tr.label_ids(names)
+    r_mean = torch.stack([res[y == i].mean(0) for i in range(len(names))])                  # [K, nl, F]
+    r_std = torch.stack([((res[y == i] - r_mean[i]) ** 2).sum(2).mean(0) / (x.shape[2] - k) for i in range(len(names))]).sqrt()
+    m = LatentStateModel(CodeDenoiserConfig(nl * k, len(names), hidden, depth), cfg, names, layers, basis=B, code_std=torch.cat(sd),
+                         **st, ema_decay=ema_decay, resid_mean=r_mean.flatten(1) if residual else None,
+                         resid_std=r_std if residual else None)
     m.clip.fill_(1.1 * float(m.encode(tr.wkv).abs().max()))
     return m

@@ -192,3 +192,24 @@ def test_ema_warm_up_follows_a_short_run():
         lat.update_ema(lat, step)
     moved = [float(((e - a) / 20).mean()) for e, a in zip(lat.ema.parameters(), w0)]   # 1 = the EMA equals the weights
     assert min(moved) > 0.5, moved
+
+
+def test_latent_residual_is_the_personas_complement():
+    "With `residual`, generated states carry each persona's residual mean and variance outside the basis; without, none."
+    from dreamstate.dit import build_latent_model
+    tr, rc = _tiny_states(n_per=200)
+    diff = Diffusion(prediction="v")
+    y = tr.label_ids(tr.label_names)
+    for residual in (True, False):
+        lat = build_latent_model(tr, k=2, hidden=16, depth=1, residual=residual)
+        st = generate_states(lat, diff, ["a"] * 400, 400, steps=4, seed=0)
+        x = lat.normalise(st.wkv.transpose(0, 1)).view(400, 2, -1)
+        out = x - torch.einsum("nlk,lkf->nlf", torch.einsum("nlf,lkf->nlk", x, lat.basis), lat.basis)
+        real = lat.normalise(tr.wkv[y == 0]).view(200, 2, -1)
+        real_out = real - torch.einsum("nlk,lkf->nlf", torch.einsum("nlf,lkf->nlk", real, lat.basis), lat.basis)
+        ratio = float(out.var(0).sum() / real_out.var(0).sum())
+        if residual:
+            assert 0.85 < ratio < 1.15, ratio
+            assert torch.allclose(out.mean(0), real_out.mean(0), atol=0.15 * float(real_out.std()))
+        else:
+            assert ratio < 1e-6 and float(out.abs().max()) < 1e-3
