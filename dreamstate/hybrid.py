@@ -56,7 +56,8 @@ class HybridConfig:
     ctx_depth: int = 2            # context encoder blocks
     ctx_heads: int = 4
     max_ctx: int = 1024           # longest context accepted
-    alpha0: float = 0.01          # α at step 0 (see the derivation above)
+    alpha0: float = 1.0           # α at step 0 (see the derivation above)
+    head_init: float = 0.01       # ε: the head's initial scale, s(c) = O(ε)
     denoiser_hidden: int = 128
     denoiser_depth: int = 3
     lambda_diff: float = 0.1
@@ -149,7 +150,7 @@ class HybridRWKV7(nn.Module):
                 setattr(blk.att, m, new)
         self.encoder = ContextEncoder(cfg.vocab_size, d, hcfg.ctx_depth, hcfg.ctx_heads)
         self.head = nn.Linear(d, L * 3 * r)
-        nn.init.normal_(self.head.weight, std=d ** -0.5); nn.init.zeros_(self.head.bias)     # s(c) of unit size
+        nn.init.normal_(self.head.weight, std=hcfg.head_init * d ** -0.5); nn.init.zeros_(self.head.bias)     # s(c) of size ε
         self.U = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
         self.V = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
         a0 = 0.0 if hcfg.freeze_alpha else hcfg.alpha0

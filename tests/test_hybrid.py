@@ -55,9 +55,9 @@ def test_loss_terms_and_frozen_alpha():
     assert not frozen.alpha.requires_grad and torch.equal(frozen.alpha, torch.zeros_like(frozen.alpha))
 
 
-def _with_output(alpha, head_zero=False):
+def _with_output(alpha, head_zero=False, head_init=1.0):
     "A hybrid whose time-mix output projection is non-zero (as after the first step), with α and the head set."
-    h = HybridRWKV7(CFG, HybridConfig(rank=4, ctx_dim=16), seed=6)
+    h = HybridRWKV7(CFG, HybridConfig(rank=4, ctx_dim=16, head_init=head_init), seed=6)
     with torch.no_grad():
         for blk in h.core.blocks: blk.att.output.weight.normal_(0, 0.1)
         h.alpha.fill_(alpha)
@@ -66,23 +66,26 @@ def _with_output(alpha, head_zero=False):
 
 
 def test_initialisation_gives_the_encoder_a_gradient():
-    "The derivation in notebook 10: α = 0 or H = 0 give the encoder no gradient; α = α₀ > 0 with H random does, and stays near the core."
+    """The derivation in notebook 10: α = 0 or H = 0 give the encoder no gradient; α = α₀ small with H random,
+    or α = 1 with H = ε·random (the default), do, and stay near the core."""
     from dreamstate.hybrid import encoder_grad_at_init
     ctx, win = torch.randint(1, 256, (3, 11)), torch.randint(1, 256, (3, 10))
     g0, d0 = encoder_grad_at_init(_with_output(0.0), ctx, win)
     gh, dh = encoder_grad_at_init(_with_output(1.0, head_zero=True), ctx, win)
     ga, da = encoder_grad_at_init(_with_output(0.01), ctx, win)
+    ge, de = encoder_grad_at_init(_with_output(1.0, head_init=0.01), ctx, win)
     g1, d1 = encoder_grad_at_init(_with_output(1.0), ctx, win)
     assert g0 == 0 and gh == 0 and d0 == 0 and dh == 0
     assert ga > 0 and 0 < da < 0.1 * d1
+    assert ge > 0 and 0 < de < 0.1 * d1
     # every encoder tensor that feeds z gets a gradient, not just the last LayerNorm
-    h = _with_output(0.01)
+    h = _with_output(1.0, head_init=0.01)
     logits = h(ctx, None, win[:, :-1])
     torch.nn.functional.cross_entropy(logits.reshape(-1, 256), win[:, 1:].reshape(-1)).backward()
     assert h.encoder.emb.weight.grad.abs().sum() > 0 and h.encoder.blocks[0].qkv.weight.grad.abs().sum() > 0
     # and the shipped default starts at the plain core exactly (BlinkDL's zero output projection)
     d = HybridRWKV7(CFG, HybridConfig(rank=4), seed=6)
-    assert d.alpha.min() > 0
+    assert torch.equal(d.alpha, torch.ones_like(d.alpha)) and d.coefficients(d.encode(ctx)).abs().max() < 0.1
     with torch.no_grad(): assert torch.equal(d(ctx, None, win[:, :-1]), d.core(win[:, :-1])[0])
 
 
