@@ -1,6 +1,6 @@
 """The diffusion process, separate from any network (as in DiT's `diffusion/`): noise
-schedules, ε- and v-prediction losses with label dropout, ancestral DDPM and deterministic
-DDIM samplers, classifier-free guidance, DDIM inversion and SDEdit.
+schedules, ε- and v-prediction losses with label dropout, the DPM-Solver++(2M) sampler on a
+log-SNR grid, ancestral DDPM and DDIM, classifier-free guidance, DDIM inversion and SDEdit.
 
 Docs: https://dreamstate-ml.github.io/dreamstate/diffusion.html.md"""
 
@@ -9,17 +9,21 @@ Docs: https://dreamstate-ml.github.io/dreamstate/diffusion.html.md"""
 # %% ../nbs/07_diffusion.ipynb #c003
 from __future__ import annotations
 import math
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["make_schedule", "Diffusion"]
+__all__ = ["make_schedule", "Diffusion", "GaussianMixtureDenoiser"]
 
 # %% auto #0
-__all__ = ['make_schedule', 'Diffusion']
+__all__ = ['make_schedule', 'Diffusion', 'GaussianMixtureDenoiser']
 
 # %% ../nbs/07_diffusion.ipynb #c005
-def make_schedule(kind: str = "cosine", T: int = 1000) -> torch.Tensor:
-    "ᾱ_t for t = 0..T-1 (float64): `linear` (β from 1e-4 to 0.02, DDPM) or `cosine` (Nichol & Dhariwal)."
+def make_schedule(kind: str = "cosine_lsnr", T: int = 1000, lam_range: tuple[float, float] = (-10.0, 10.0)) -> torch.Tensor:
+    """ᾱ_t for t = 0..T-1 (float64). `linear` (β from 1e-4 to 0.02, DDPM), `cosine` (Nichol & Dhariwal,
+    β clamped at 0.999) or `cosine_lsnr`: the same cosine curve written in log-SNR,
+    λ(u) = −2 log tan(πu/2), with u evenly spaced so that λ runs from `lam_range[1]` at t = 0 down to
+    `lam_range[0]` at t = T−1 (ᾱ = sigmoid(2λ))."""
     if T < 2: raise ValueError(f"need T ≥ 2 diffusion steps, got {T}")
     if kind == "linear":
         betas = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64)
@@ -29,20 +33,45 @@ def make_schedule(kind: str = "cosine", T: int = 1000) -> torch.Tensor:
         f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
         betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
         return torch.cumprod(1 - betas, 0)
-    raise ValueError(f"unknown schedule {kind!r}; use 'linear' or 'cosine'")
+    if kind == "cosine_lsnr":
+        lo, hi = lam_range
+        if not lo < hi: raise ValueError(f"lam_range must be (λ_min, λ_max) with λ_min < λ_max, got {lam_range}")
+        u = torch.linspace(2 / math.pi * math.atan(math.exp(-hi / 2)), 2 / math.pi * math.atan(math.exp(-lo / 2)), T, dtype=torch.float64)
+        return torch.sigmoid(-4 * torch.log(torch.tan(math.pi / 2 * u)))
+    raise ValueError(f"unknown schedule {kind!r}; use 'linear', 'cosine' or 'cosine_lsnr'")
 
 # %% ../nbs/07_diffusion.ipynb #c007
 class Diffusion:
-    "A Gaussian diffusion over tensors `[B, ...]`; `model(x_t, t, y)` predicts ε or v."
-    def __init__(self, schedule: str = "cosine", T: int = 1000, prediction: str = "eps"):
+    "A Gaussian diffusion over tensors `[B, ...]`; `model(x_t, t, y)` predicts ε or v (t may be fractional)."
+    def __init__(self, schedule: str = "cosine_lsnr", T: int = 1000, prediction: str = "eps"):
         if prediction not in ("eps", "v"): raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
         self.T, self.prediction, self.schedule = T, prediction, schedule
         self.abar = make_schedule(schedule, T)
+        self.lam = 0.5 * (self.abar.log() - torch.log1p(-self.abar))     # λ_t = log(α_t/σ_t), decreasing in t
+
+    # -- the schedule at any (fractional) t, in log-SNR -------------------------------------------
+    def lambda_at(self, t) -> torch.Tensor:
+        "λ(t) (float64), linear between the integer steps."
+        t = torch.as_tensor(t, dtype=torch.float64).cpu()
+        return torch.as_tensor(np.interp(t.numpy(), np.arange(self.T, dtype=np.float64), self.lam.numpy()), dtype=torch.float64)
+
+    def t_at(self, lam) -> torch.Tensor:
+        "The inverse of `lambda_at`: fractional t (float64) of log-SNR `lam`."
+        lam = torch.as_tensor(lam, dtype=torch.float64).cpu()
+        return torch.as_tensor(np.interp(-lam.numpy(), -self.lam.numpy(), np.arange(self.T, dtype=np.float64)), dtype=torch.float64)
+
+    @staticmethod
+    def alpha_sigma(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "α = √sigmoid(2λ), σ = √sigmoid(−2λ)."
+        return torch.sigmoid(2 * lam).sqrt(), torch.sigmoid(-2 * lam).sqrt()
 
     def _a(self, t, x):
-        "sqrt(ᾱ_t), sqrt(1-ᾱ_t) broadcast to x."
-        ab = self.abar.to(x.device)[t].to(x.dtype).view(-1, *[1] * (x.dim() - 1))
-        return ab.sqrt(), (1 - ab).sqrt()
+        "α_t, σ_t of steps `t` `[B]` (integer: the table; fractional: interpolated in log-SNR), broadcast to x."
+        t = torch.as_tensor(t)
+        if t.is_floating_point(): a, s = self.alpha_sigma(self.lambda_at(t.detach().cpu().reshape(-1)))
+        else: ab = self.abar[t.cpu().reshape(-1)]; a, s = ab.sqrt(), (1 - ab).sqrt()
+        shape = (-1, *[1] * (x.dim() - 1))
+        return a.to(x.device, x.dtype).view(shape), s.to(x.device, x.dtype).view(shape)
 
     def q_sample(self, x0, t, noise):
         a, s = self._a(t, x0)
@@ -61,27 +90,61 @@ class Diffusion:
         target = noise if self.prediction == "eps" else a * noise - s * x0
         return F.mse_loss(model(xt, t, y), target)
 
-    def predict(self, model, xt, t_int: int, y, guidance: float = 1.0, null_label: int | None = None, clip: float | None = None):
-        """(x̂0, ε̂) at step `t_int` with classifier-free guidance scale `guidance` (1 = conditional only).
-        `clip` bounds x̂0 to [-clip, clip] (and recomputes ε̂): at the noisiest steps ε-prediction divides
-        by √ᾱ_t ≈ 0, and unclipped DDIM would carry that amplified error to the end."""
-        t = torch.full((xt.shape[0],), t_int, device=xt.device, dtype=torch.long)
-        if guidance != 1.0:
-            if null_label is None: raise ValueError("guidance ≠ 1 needs the null label")
-            out = model(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_label)]))
-            c, u = out.chunk(2)
-            out = u + guidance * (c - u)
-        else:
-            out = model(xt, t, y)
-        a, s = self._a(t, xt)
+    def _net(self, model, xt, t, y, guidance, null_label):
+        "The network's output at (fractional) step `t`, with classifier-free guidance."
+        tt = torch.full((xt.shape[0],), float(t), device=xt.device, dtype=torch.float32)
+        if guidance == 1.0: return model(xt, tt, y)
+        if null_label is None: raise ValueError("guidance ≠ 1 needs the null label")
+        c, u = model(torch.cat([xt, xt]), torch.cat([tt, tt]), torch.cat([y, torch.full_like(y, null_label)])).chunk(2)
+        return u + guidance * (c - u)
+
+    def predict(self, model, xt, t, y, guidance: float = 1.0, null_label: int | None = None, clip: float | None = None):
+        """(x̂0, ε̂) at step `t` (integer or fractional) with classifier-free guidance scale `guidance`
+        (1 = conditional only). `clip` bounds x̂0 to [-clip, clip] (and recomputes ε̂)."""
+        a, s = (v.to(xt.dtype).to(xt.device) for v in self.alpha_sigma(self.lambda_at(float(t))))
+        out = self._net(model, xt, t, y, guidance, null_label)
         if self.prediction == "eps": eps = out; x0 = (xt - s * eps) / a
         else: x0 = a * xt - s * out; eps = s * xt + a * out
         if clip is not None:
             x0 = x0.clamp(-clip, clip); eps = (xt - a * x0) / s
         return x0, eps
 
+    def sample_times(self, steps: int, t_start: float | None = None, spacing: str = "logsnr") -> torch.Tensor:
+        "`steps` fractional times from `t_start` (default T−1) down to 0, evenly spaced in log-SNR or in t."
+        if steps < 1: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
+        t_start = float(self.T - 1 if t_start is None else t_start)
+        if not 0 <= t_start <= self.T - 1: raise ValueError(f"t_start must be in [0, {self.T - 1}], got {t_start}")
+        if spacing == "uniform": return torch.linspace(t_start, 0.0, steps, dtype=torch.float64)
+        if spacing == "logsnr":
+            lo, hi = self.lambda_at(t_start).item(), self.lam[0].item()
+            return self.t_at(torch.linspace(lo, hi, steps, dtype=torch.float64))
+        raise ValueError(f"spacing must be 'logsnr' or 'uniform', got {spacing!r}")
+
+    @torch.no_grad()
+    def sample(self, model, x, y, *, steps: int = 50, guidance: float = 1.0, null_label=None, t_start: float | None = None,
+               solver: str = "dpmpp2m", spacing: str = "logsnr", clip: float | None = None):
+        """Solve the probability-flow ODE from `x` at `t_start` (default: pure noise at T−1) to x̂0 with
+        `steps` network evaluations. `solver`: `dpmpp2m` (DPM-Solver++(2M), Lu et al. 2022) or `ddim`
+        (its first-order form); `spacing`: times evenly spaced in log-SNR (`logsnr`) or in t (`uniform`,
+        the older DDIM practice). The last evaluation is at t = 0; its x̂0 is returned."""
+        if solver not in ("dpmpp2m", "ddim"): raise ValueError(f"solver must be 'dpmpp2m' or 'ddim', got {solver!r}")
+        ts = self.sample_times(steps, t_start, spacing)
+        lam = self.lambda_at(ts)
+        a, s = self.alpha_sigma(lam)
+        x0_prev = h_prev = None
+        for i in range(len(ts)):
+            x0, _ = self.predict(model, x, float(ts[i]), y, guidance, null_label, clip)
+            if i == len(ts) - 1: return x0
+            h = float(lam[i + 1] - lam[i])
+            d = x0
+            if solver == "dpmpp2m" and x0_prev is not None:   # second order from the previous x̂0
+                r = h_prev / h
+                d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+            x = float(s[i + 1] / s[i]) * x - float(a[i + 1] * math.expm1(-h)) * d
+            x0_prev, h_prev = x0, h
+
     def timesteps(self, steps: int, t_start: int | None = None) -> list[int]:
-        "`steps` evenly spaced steps from `t_start` (default T-1) down to 0."
+        "`steps` evenly spaced integer steps from `t_start` (default T-1) down to 0 (for `ddim`, `ddim_invert`)."
         t_start = self.T - 1 if t_start is None else t_start
         if not 1 <= steps: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
         return sorted({int(round(x)) for x in torch.linspace(t_start, 0, steps).tolist()}, reverse=True)
@@ -135,9 +198,44 @@ class Diffusion:
 
     def sdedit(self, model, x0, y, strength: float, steps: int = 50, guidance: float = 1.0, null_label=None, generator=None,
                clip: float | None = None):
-        "SDEdit: noise `x0` to t = strength·(T-1), then DDIM-denoise under label `y`."
+        "SDEdit: noise `x0` to t = strength·(T-1), then denoise under label `y` with `sample` (strength·steps evaluations)."
         if not 0 < strength <= 1: raise ValueError(f"strength must be in (0, 1], got {strength}")
         t = max(1, int(round(strength * (self.T - 1))))
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         xt = self.q_sample(x0, torch.full((x0.shape[0],), t, device=x0.device, dtype=torch.long), noise)
-        return self.ddim(model, xt, y, max(1, int(round(steps * strength))), guidance, null_label, t_start=t, clip=clip)
+        return self.sample(model, xt, y, steps=max(2, int(round(steps * strength))), guidance=guidance, null_label=null_label,
+                           t_start=t, clip=clip)
+
+# %% ../nbs/07_diffusion.ipynb #c007b
+class GaussianMixtureDenoiser(torch.nn.Module):
+    """The exact denoiser of a mixture of Gaussians with diagonal covariances (means `[K, D]`, scales
+    `[K, D]`, weights `[K]`), as a network `(x_t [B, D], t [B], y) → ε or v` for `diffusion`: a known
+    answer to test samplers with. E[x0 | x_t] = Σ_k r_k(x_t) (μ_k + α s_k² (x_t − α μ_k) / (α² s_k² + σ²))."""
+    def __init__(self, diffusion: Diffusion, means, scales, weights=None):
+        super().__init__()
+        self.diffusion = diffusion
+        self.mu = torch.as_tensor(means, dtype=torch.float64)
+        self.s = torch.as_tensor(scales, dtype=torch.float64).expand_as(self.mu)
+        K = self.mu.shape[0]
+        self.w = torch.full((K,), 1 / K, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+
+    def sample_data(self, n: int, generator=None) -> torch.Tensor:
+        "n draws `[n, D]` of the mixture itself."
+        k = torch.multinomial(self.w, n, replacement=True, generator=generator)
+        return (self.mu[k] + self.s[k] * torch.randn(n, self.mu.shape[1], generator=generator, dtype=torch.float64)).float()
+
+    def x0(self, x: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        "E[x0 | x_t = x] at signal level a and noise level s (float64)."
+        x = x.double()
+        var = a ** 2 * self.s ** 2 + s ** 2                                                   # [K, D]
+        logp = -0.5 * (((x[:, None] - a * self.mu) ** 2) / var + var.log()).sum(-1) + self.w.log()   # [B, K]
+        post = self.mu + a * self.s ** 2 / var * (x[:, None] - a * self.mu)                      # [B, K, D]
+        return (logp.softmax(-1)[..., None] * post).sum(1)
+
+    def forward(self, x, t, y):
+        t = torch.as_tensor(t)
+        if not bool((t == t.reshape(-1)[0]).all()): raise ValueError("the exact denoiser takes one t per batch, as the samplers pass")
+        a, s = (float(v) for v in Diffusion.alpha_sigma(self.diffusion.lambda_at(float(t.reshape(-1)[0]))))
+        x0 = self.x0(x, a, s)
+        eps = (x.double() - a * x0) / s
+        return (eps if self.diffusion.prediction == "eps" else a * eps - s * x0).to(x.dtype)

@@ -1,6 +1,6 @@
-"""`StateDiT` (a Diffusion Transformer over WKV states, adaLN-Zero conditioning on the
-timestep and the persona), its training, `generate_states`, `edit_state` and
-`interpolate_states`.
+"""`StateDiT` (a Diffusion Transformer over WKV states, adaLN-Zero conditioning on the timestep and
+the persona), `LatentStateModel` (diffusion over the codes of a per-layer principal basis), their
+training, `generate_states`, `edit_state` and `interpolate_states`.
 
 Docs: https://dreamstate-ml.github.io/dreamstate/state_dit.html.md"""
 
@@ -8,8 +8,9 @@ Docs: https://dreamstate-ml.github.io/dreamstate/state_dit.html.md"""
 
 # %% ../nbs/08_state_dit.ipynb #c002
 from __future__ import annotations
-import copy, math
+import copy, math, os
 from dataclasses import dataclass, asdict
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -18,11 +19,14 @@ import torch.nn.functional as F
 from .diffusion import Diffusion
 from .rwkv7 import RWKV7Config, RWKVState
 
-__all__ = ["DiTConfig", "DIT_PRESETS", "DiT", "DiTBlock", "StateDiT", "generate_states", "edit_state", "interpolate_states"]
+__all__ = ["DiTConfig", "DIT_PRESETS", "DiT", "DiTBlock", "StateDiffusionModel", "StateDiT", "CodeDenoiserConfig", "CodeDenoiser",
+           "LatentStateModel", "generate_states", "edit_state", "interpolate_states", "state_statistics", "build_state_dit",
+           "build_latent_model"]
 
 # %% auto #0
-__all__ = ['DIT_PRESETS', 'DiTConfig', 'DiTBlock', 'DiT', 'StateDiT', 'generate_states', 'edit_state', 'interpolate_states',
-           'build_state_dit']
+__all__ = ['DIT_PRESETS', 'DiTConfig', 'DiTBlock', 'DiT', 'StateDiffusionModel', 'StateDiT', 'CodeDenoiserConfig', 'CodeBlock',
+           'CodeDenoiser', 'LatentStateModel', 'generate_states', 'edit_state', 'interpolate_states',
+           'state_statistics', 'build_state_dit', 'build_latent_model']
 
 # %% ../nbs/08_state_dit.ipynb #c004
 @dataclass
@@ -119,33 +123,41 @@ class DiT(nn.Module):
         return h.view(B, g, g, p, p, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, S, S)
 
 # %% ../nbs/08_state_dit.ipynb #c007
-class StateDiT(nn.Module):
-    "A DiT over WKV states of `layers` ('all' or one layer index), with its EMA, normalisation and labels."
-    def __init__(self, dit_cfg: DiTConfig, rwkv_cfg: RWKV7Config, label_names: list[str], layers="all",
-                 mean=None, std=None, att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0):
+class StateDiffusionModel(nn.Module):
+    """What both state models share: a denoiser `net` and its EMA, the normalisation of the WKV
+    coordinates they model, the persona names (the null label is `len(label_names)`) and the
+    personas' mean shift vectors. A subclass says how states become the tensors the diffusion runs
+    on (`encode`, `decode`, `latent_shape`)."""
+    def __init__(self, net: nn.Module, rwkv_cfg: RWKV7Config, label_names: list[str], layers="all", mean=None, std=None,
+                 att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0):
         super().__init__()
         self.rwkv_cfg, self.label_names, self.layers, self.ema_decay = rwkv_cfg, list(label_names), layers, ema_decay
         L, H, N, C = rwkv_cfg.n_layer, rwkv_cfg.n_head, rwkv_cfg.head_size, rwkv_cfg.n_embd
-        nl = L if layers == "all" else 1
-        if dit_cfg.in_channels != nl * H or dit_cfg.input_size != N or dit_cfg.num_classes != len(label_names):
-            raise ValueError(f"DiT config {dit_cfg} does not fit states of {nl}×{H} heads of {N}×{N} and {len(label_names)} labels")
-        self.net = DiT(dit_cfg)
-        self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        D, K = nl * H * N * N, len(label_names)
+        D, K = (L if layers == "all" else 1) * H * N * N, len(label_names)
+        self.net = net
+        self.ema = copy.deepcopy(net).requires_grad_(False)
         self.register_buffer("mean", torch.zeros(D) if mean is None else mean.float().clone())
         self.register_buffer("std", torch.ones(D) if std is None else std.float().clone())
         self.register_buffer("att_shift_mean", torch.zeros(K, L, C) if att_shift_mean is None else att_shift_mean.float().clone())
         self.register_buffer("ffn_shift_mean", torch.zeros(K, L, C) if ffn_shift_mean is None else ffn_shift_mean.float().clone())
-        self.register_buffer("clip", torch.tensor(float(clip)))   # |x̂0| bound in normalised units for the samplers
+        self.register_buffer("clip", torch.tensor(float(clip)))   # |x̂0| bound for the samplers, in the diffusion's units
 
     @property
     def null_label(self) -> int: return len(self.label_names)
 
     def forward(self, x, t, y): return self.net(x, t, y)
 
+    def denoiser(self, weights: str = "ema") -> nn.Module:
+        "The EMA network (`ema`, the default for sampling) or the trained weights themselves (`raw`)."
+        if weights not in ("ema", "raw"): raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+        return self.ema if weights == "ema" else self.net
+
     @torch.no_grad()
-    def update_ema(self, *_):
-        for e, p in zip(self.ema.parameters(), self.net.parameters()): e.lerp_(p, 1 - self.ema_decay)
+    def update_ema(self, model=None, step: int | None = None):
+        """EMA step with warm-up: decay min(ema_decay, (1 + step)/(10 + step)), so that after a short
+        run the EMA averages the recent weights instead of still holding its zero-output initialisation."""
+        d = self.ema_decay if step is None else min(self.ema_decay, (1 + step) / (10 + step))
+        for e, p in zip(self.ema.parameters(), self.net.parameters()): e.lerp_(p, 1 - d)
 
     def label_id(self, label) -> int:
         if isinstance(label, int):
@@ -154,20 +166,18 @@ class StateDiT(nn.Module):
         if label not in self.label_names: raise ValueError(f"unknown label {label!r}; this model knows {self.label_names}")
         return self.label_names.index(label)
 
-    # -- between model units and the network's normalised images --------------------------------
     def wkv_of(self, wkv: torch.Tensor) -> torch.Tensor:
         "The modelled part of `[n,L,H,N,N]` WKV states, flattened `[n, D]`."
         return (wkv if self.layers == "all" else wkv[:, self.layers:self.layers + 1]).flatten(1)
 
-    def to_image(self, wkv: torch.Tensor) -> torch.Tensor:
-        "`[n,L,H,N,N]` states (model units) → normalised `[n, C, N, N]`."
-        c = self.net.cfg
-        return ((self.wkv_of(wkv).float() - self.mean) / self.std).view(-1, c.in_channels, c.input_size, c.input_size)
+    def normalise(self, wkv: torch.Tensor) -> torch.Tensor:
+        "`[n,L,H,N,N]` states (model units) → the modelled part, normalised, `[n, D]`."
+        return (self.wkv_of(wkv).float() - self.mean) / self.std
 
-    def from_image(self, img: torch.Tensor) -> torch.Tensor:
-        "Normalised `[n, C, N, N]` → the modelled WKV part in model units, `[n, nl, H, N, N]`."
+    def unnormalise(self, flat: torch.Tensor) -> torch.Tensor:
+        "Normalised `[n, D]` → the modelled WKV part in model units, `[n, nl, H, N, N]`."
         H, N = self.rwkv_cfg.n_head, self.rwkv_cfg.head_size
-        return (img.flatten(1) * self.std + self.mean).view(img.shape[0], -1, H, N, N)
+        return (flat * self.std + self.mean).view(flat.shape[0], -1, H, N, N)
 
     def to_state(self, wkv_part: torch.Tensor, labels: torch.Tensor, base: RWKVState | None = None) -> RWKVState:
         "An `RWKVState` batch: generated WKV (all layers, or one layer inserted into `base`), persona-mean shifts."
@@ -178,9 +188,40 @@ class StateDiT(nn.Module):
         return RWKVState(wkv.transpose(0, 1).contiguous().float(), self.att_shift_mean[labels].transpose(0, 1).contiguous(),
                          self.ffn_shift_mean[labels].transpose(0, 1).contiguous())
 
-    def save(self, path):
-        torch.save({"dit_config": asdict(self.net.cfg), "rwkv_config": asdict(self.rwkv_cfg), "label_names": self.label_names,
-                    "layers": self.layers, "ema_decay": self.ema_decay, "state_dict": self.state_dict()}, path)
+    def _save(self, path, **config):
+        "Atomic write of the config, the label names and all weights and buffers."
+        path = Path(path); tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({**config, "rwkv_config": asdict(self.rwkv_cfg), "label_names": self.label_names, "layers": self.layers,
+                    "ema_decay": self.ema_decay, "state_dict": self.state_dict()}, tmp)
+        os.replace(tmp, path)
+
+# %% ../nbs/08_state_dit.ipynb #c007a
+class StateDiT(StateDiffusionModel):
+    "The paper's model: a DiT over WKV states of `layers` ('all' or one layer index), each (layer, head) matrix an image channel."
+    def __init__(self, dit_cfg: DiTConfig, rwkv_cfg: RWKV7Config, label_names: list[str], layers="all", mean=None, std=None,
+                 att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0):
+        nl, H, N = rwkv_cfg.n_layer if layers == "all" else 1, rwkv_cfg.n_head, rwkv_cfg.head_size
+        if dit_cfg.in_channels != nl * H or dit_cfg.input_size != N or dit_cfg.num_classes != len(label_names):
+            raise ValueError(f"DiT config {dit_cfg} does not fit states of {nl}×{H} heads of {N}×{N} and {len(label_names)} labels")
+        super().__init__(DiT(dit_cfg), rwkv_cfg, label_names, layers, mean, std, att_shift_mean, ffn_shift_mean, ema_decay, clip)
+
+    @property
+    def latent_shape(self) -> tuple:
+        c = self.net.cfg
+        return (c.in_channels, c.input_size, c.input_size)
+
+    def to_image(self, wkv: torch.Tensor) -> torch.Tensor:
+        "`[n,L,H,N,N]` states (model units) → normalised `[n, C, N, N]`."
+        return self.normalise(wkv).view(-1, *self.latent_shape)
+
+    def from_image(self, img: torch.Tensor) -> torch.Tensor:
+        "Normalised `[n, C, N, N]` → the modelled WKV part in model units, `[n, nl, H, N, N]`."
+        return self.unnormalise(img.flatten(1))
+
+    def encode(self, wkv): return self.to_image(wkv)
+    def decode(self, img): return self.from_image(img)
+
+    def save(self, path): self._save(path, kind="StateDiT", dit_config=asdict(self.net.cfg))
 
     @classmethod
     def load(cls, path) -> "StateDiT":
@@ -189,73 +230,187 @@ class StateDiT(nn.Module):
         m.load_state_dict(d["state_dict"])
         return m
 
+# %% ../nbs/08_state_dit.ipynb #c007c
+@dataclass
+class CodeDenoiserConfig:
+    dim: int                    # code size: layers × components per layer
+    num_classes: int            # personas; the null label is num_classes
+    hidden: int = 512
+    depth: int = 4
+    mlp_ratio: float = 2.0
+
+class CodeBlock(nn.Module):
+    "Pre-norm residual MLP block with adaLN-Zero (shift, scale, gate from the condition c)."
+    def __init__(self, h: int, mlp_ratio: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(h, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(h, int(h * mlp_ratio)), nn.GELU(approximate="tanh"), nn.Linear(int(h * mlp_ratio), h))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(h, 3 * h))
+    def forward(self, x, c):
+        sh, sc, g = self.ada(c).chunk(3, -1)
+        return x + g * self.mlp(self.norm(x) * (1 + sc) + sh)
+
+class CodeDenoiser(nn.Module):
+    "The denoiser over code vectors `[B, dim]`: `forward(x, t, y)` predicts ε (or v), same shape; starts at output 0."
+    def __init__(self, cfg: CodeDenoiserConfig):
+        super().__init__()
+        self.cfg, h = cfg, cfg.hidden
+        self.inp = nn.Linear(cfg.dim, h)
+        self.t_mlp = nn.Sequential(nn.Linear(256, h), nn.SiLU(), nn.Linear(h, h))
+        self.y_emb = nn.Embedding(cfg.num_classes + 1, h)
+        self.blocks = nn.ModuleList(CodeBlock(h, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.norm_out = nn.LayerNorm(h, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(h, 2 * h))
+        self.out = nn.Linear(h, cfg.dim)
+        for m in self.modules():
+            if isinstance(m, nn.Linear): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
+        nn.init.normal_(self.y_emb.weight, std=0.02)
+        for m in self.t_mlp:
+            if isinstance(m, nn.Linear): nn.init.normal_(m.weight, std=0.02)
+        for z in [*(b.ada[-1] for b in self.blocks), self.ada_out[-1], self.out]: nn.init.zeros_(z.weight); nn.init.zeros_(z.bias)
+
+    def forward(self, x, t, y):
+        c = self.t_mlp(_timestep_embedding(t, 256)) + self.y_emb(y)
+        h = self.inp(x)
+        for b in self.blocks: h = b(h, c)
+        sh, sc = self.ada_out(c).chunk(2, -1)
+        return self.out(self.norm_out(h) * (1 + sc) + sh)
+
+class LatentStateModel(StateDiffusionModel):
+    """Latent state diffusion (p-diff's recipe for network parameters, here for states): the normalised
+    states of each modelled layer are projected on their top `k` principal directions (fitted on the
+    training split), each code scaled to unit variance, and a `CodeDenoiser` models the codes.
+    `decode` maps codes back to full states; what the basis cannot express is the reconstruction floor."""
+    def __init__(self, cfg: CodeDenoiserConfig, rwkv_cfg: RWKV7Config, label_names: list[str], layers="all", mean=None, std=None,
+                 basis=None, code_std=None, att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0):
+        nl, F_ = rwkv_cfg.n_layer if layers == "all" else 1, rwkv_cfg.n_head * rwkv_cfg.head_size ** 2
+        if cfg.dim % nl or cfg.num_classes != len(label_names):
+            raise ValueError(f"code config {cfg} does not fit {nl} layers and {len(label_names)} labels")
+        super().__init__(CodeDenoiser(cfg), rwkv_cfg, label_names, layers, mean, std, att_shift_mean, ffn_shift_mean, ema_decay, clip)
+        k = cfg.dim // nl
+        self.register_buffer("basis", torch.zeros(nl, k, F_) if basis is None else basis.float().clone())      # [nl, k, H·N·N]
+        self.register_buffer("code_std", torch.ones(cfg.dim) if code_std is None else code_std.float().clone())
+
+    @property
+    def latent_shape(self) -> tuple: return (self.net.cfg.dim,)
+
+    def encode(self, wkv: torch.Tensor) -> torch.Tensor:
+        "`[n,L,H,N,N]` states → unit-variance codes `[n, nl·k]`."
+        x = self.normalise(wkv).view(wkv.shape[0], self.basis.shape[0], -1)
+        return torch.einsum("nlf,lkf->nlk", x, self.basis).flatten(1) / self.code_std
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        "Codes `[n, nl·k]` → the modelled WKV part in model units, `[n, nl, H, N, N]`."
+        nl, k, _ = self.basis.shape
+        return self.unnormalise(torch.einsum("nlk,lkf->nlf", (z * self.code_std).view(-1, nl, k), self.basis).flatten(1))
+
+    def reconstruction_error(self, wkv: torch.Tensor) -> torch.Tensor:
+        "Per state: ‖x − decode(encode(x))‖² / ‖x‖² in normalised units (x: the state minus the training mean)."
+        x = self.normalise(wkv)
+        r = (self.decode(self.encode(wkv)).flatten(1) - self.mean) / self.std
+        return (x - r).pow(2).sum(1) / x.pow(2).sum(1)
+
+    def save(self, path): self._save(path, kind="LatentStateModel", code_config=asdict(self.net.cfg))
+
+    @classmethod
+    def load(cls, path) -> "LatentStateModel":
+        d = torch.load(path, map_location="cpu", weights_only=False)
+        m = cls(CodeDenoiserConfig(**d["code_config"]), RWKV7Config(**d["rwkv_config"]), d["label_names"], d["layers"], ema_decay=d["ema_decay"])
+        m.load_state_dict(d["state_dict"])
+        return m
+
 # %% ../nbs/08_state_dit.ipynb #c009
-def _labels(dit: StateDiT, label, n: int, device) -> torch.Tensor:
+def _labels(model: StateDiffusionModel, label, n: int, device) -> torch.Tensor:
     if isinstance(label, (list, tuple)) or (isinstance(label, torch.Tensor) and label.dim() == 1):
-        ids = [dit.label_id(l if not isinstance(l, torch.Tensor) else int(l)) for l in label]
+        ids = [model.label_id(l if not isinstance(l, torch.Tensor) else int(l)) for l in label]
         if len(ids) != n: raise ValueError(f"{len(ids)} labels for n={n} states")
         return torch.tensor(ids, device=device)
-    return torch.full((n,), dit.label_id(label), device=device, dtype=torch.long)
+    return torch.full((n,), model.label_id(label), device=device, dtype=torch.long)
 
 @torch.no_grad()
-def generate_states(dit: StateDiT, diffusion: Diffusion, label, n: int, steps: int = 50, guidance: float = 1.5,
-                    seed: int = 0, base: RWKVState | None = None) -> RWKVState:
-    "`n` states for `label` (name, id, or a list of n), in model units, as an `RWKVState` batch."
-    dev = dit.mean.device
-    y = _labels(dit, label, n, dev)
+def generate_states(model: StateDiffusionModel, diffusion: Diffusion, label, n: int, steps: int = 50, guidance: float = 1.5,
+                    seed: int = 0, base: RWKVState | None = None, weights: str = "ema", **sampler) -> RWKVState:
+    """`n` states for `label` (name, id, or a list of n), in model units, as an `RWKVState` batch, from
+    the `ema` (default) or `raw` weights; `sampler` goes to `Diffusion.sample` (e.g. `solver="ddim"`)."""
+    dev = model.mean.device
+    y = _labels(model, label, n, dev)
     g = torch.Generator(device=dev).manual_seed(seed)
-    c = dit.net.cfg
-    x = torch.randn(n, c.in_channels, c.input_size, c.input_size, generator=g, device=dev)
-    img = diffusion.ddim(dit.ema, x, y, steps, guidance, dit.null_label, generator=g, clip=float(dit.clip))
-    return dit.to_state(dit.from_image(img), y, base)
+    x = torch.randn(n, *model.latent_shape, generator=g, device=dev)
+    out = diffusion.sample(model.denoiser(weights), x, y, steps=steps, guidance=guidance, null_label=model.null_label,
+                           clip=float(model.clip), **sampler)
+    return model.to_state(model.decode(out), y, base)
 
 @torch.no_grad()
-def edit_state(dit: StateDiT, diffusion: Diffusion, state: RWKVState, target_label, strength: float = 0.5,
-               steps: int = 50, guidance: float = 1.5, seed: int = 0) -> RWKVState:
+def edit_state(model: StateDiffusionModel, diffusion: Diffusion, state: RWKVState, target_label, strength: float = 0.5,
+               steps: int = 50, guidance: float = 1.5, seed: int = 0, weights: str = "ema") -> RWKVState:
     "SDEdit a batch of states toward `target_label`; shift vectors become the target persona's means."
-    dev = dit.mean.device
+    dev = model.mean.device
     n = state.batch_size
-    y = _labels(dit, target_label, n, dev)
+    y = _labels(model, target_label, n, dev)
     g = torch.Generator(device=dev).manual_seed(seed)
-    x0 = dit.to_image(state.wkv.transpose(0, 1).to(dev))
-    img = diffusion.sdedit(dit.ema, x0, y, strength, steps, guidance, dit.null_label, generator=g, clip=float(dit.clip))
-    return dit.to_state(dit.from_image(img), y, state)
+    x0 = model.encode(state.wkv.transpose(0, 1).to(dev))
+    out = diffusion.sdedit(model.denoiser(weights), x0, y, strength, steps, guidance, model.null_label, generator=g, clip=float(model.clip))
+    return model.to_state(model.decode(out), y, state)
 
 @torch.no_grad()
-def interpolate_states(dit: StateDiT, diffusion: Diffusion, a: RWKVState, b: RWKVState, label_a, label_b,
+def interpolate_states(model: StateDiffusionModel, diffusion: Diffusion, a: RWKVState, b: RWKVState, label_a, label_b,
                        weights=(0.0, 0.25, 0.5, 0.75, 1.0), steps: int = 50) -> list[RWKVState]:
-    "DDIM-invert two batch-1 states, slerp their noise (and mix label embeddings' targets by nearest), decode."
-    dev = dit.mean.device
-    ya, yb = _labels(dit, label_a, 1, dev), _labels(dit, label_b, 1, dev)
-    za = diffusion.ddim_invert(dit.ema, dit.to_image(a.wkv.transpose(0, 1).to(dev)), ya, steps)
-    zb = diffusion.ddim_invert(dit.ema, dit.to_image(b.wkv.transpose(0, 1).to(dev)), yb, steps)
+    "DDIM-invert two batch-1 states, slerp their noise (the label switches at the midpoint), decode."
+    dev = model.mean.device
+    ya, yb = _labels(model, label_a, 1, dev), _labels(model, label_b, 1, dev)
+    za = diffusion.ddim_invert(model.ema, model.encode(a.wkv.transpose(0, 1).to(dev)), ya, steps)
+    zb = diffusion.ddim_invert(model.ema, model.encode(b.wkv.transpose(0, 1).to(dev)), yb, steps)
     cos = (za.flatten() @ zb.flatten() / (za.norm() * zb.norm())).clamp(-1, 1)
     om = torch.arccos(cos)
     out = []
     for w in weights:
         z = (torch.sin((1 - w) * om) * za + torch.sin(w * om) * zb) / torch.sin(om) if om > 1e-4 else (1 - w) * za + w * zb
         y = ya if w < 0.5 else yb
-        img = diffusion.ddim(dit.ema, z, y, steps, clip=float(dit.clip))
-        out.append(dit.to_state(dit.from_image(img), y, a))
+        out.append(model.to_state(model.decode(diffusion.ddim(model.ema, z, y, steps, clip=float(model.clip))), y, a))
     return out
 
 # %% ../nbs/08_state_dit.ipynb #c009b
-def build_state_dit(tr, preset: str, norm: str = "channel", ema_decay: float = 0.999, layers="all") -> StateDiT:
-    """A `StateDiT` of DiT preset `preset` for the states of `tr` (a `StateDataset`), with its statistics,
-    the personas' mean shift vectors, and the x̂0 bound all taken from the training states.
-    `norm`: `channel` (one scale per (layer, head) matrix) or `coordinate` (per coordinate)."""
+def state_statistics(tr, norm: str = "channel", layers="all") -> dict:
+    """From a `StateDataset` `tr`: the normalisation (`mean`, `std` of the modelled coordinates) and the
+    personas' mean shift vectors. `norm`: `channel` (one scale per (layer, head) matrix) or `coordinate`."""
     cfg, names = tr.cfg, tr.label_names
-    nl = cfg.n_layer if layers == "all" else 1
-    dcfg = DiTConfig(in_channels=nl * cfg.n_head, input_size=cfg.head_size, num_classes=len(names), **DIT_PRESETS[preset])
     wkv = tr.wkv if layers == "all" else tr.wkv[:, layers:layers + 1]
     flat = wkv.flatten(1)
-    mean = flat.mean(0)
     if norm == "coordinate": std = flat.std(0).clamp_min(1e-6 * float(flat.std(0).max()))
     elif norm == "channel":   # one scale per (layer, head) matrix: keeps the matrices' own structure
         std = wkv.flatten(3).std(dim=(0, 3))[:, :, None].expand(-1, -1, cfg.head_size ** 2).flatten()
     else: raise ValueError(f"dit_norm must be 'coordinate' or 'channel', got {norm!r}")
     y = tr.label_ids(names)
-    att_m = torch.stack([tr.att_shift[y == i].mean(0) for i in range(len(names))])
-    ffn_m = torch.stack([tr.ffn_shift[y == i].mean(0) for i in range(len(names))])
-    clip = 1.1 * float(((flat - mean) / std).abs().max())
-    return StateDiT(dcfg, cfg, names, layers, mean, std, att_m, ffn_m, ema_decay=ema_decay, clip=clip)
+    return dict(mean=flat.mean(0), std=std, att_shift_mean=torch.stack([tr.att_shift[y == i].mean(0) for i in range(len(names))]),
+                ffn_shift_mean=torch.stack([tr.ffn_shift[y == i].mean(0) for i in range(len(names))]))
+
+def build_state_dit(tr, preset: str, norm: str = "channel", ema_decay: float = 0.999, layers="all") -> StateDiT:
+    """A `StateDiT` of DiT preset `preset` for the states of `tr` (a `StateDataset`), with its statistics,
+    the personas' mean shift vectors, and the x̂0 bound (1.1 × the largest normalised training coordinate)."""
+    cfg, names = tr.cfg, tr.label_names
+    nl = cfg.n_layer if layers == "all" else 1
+    dcfg = DiTConfig(in_channels=nl * cfg.n_head, input_size=cfg.head_size, num_classes=len(names), **DIT_PRESETS[preset])
+    st = state_statistics(tr, norm, layers)
+    m = StateDiT(dcfg, cfg, names, layers, **st, ema_decay=ema_decay)
+    m.clip.fill_(1.1 * float(m.to_image(tr.wkv).abs().max()))
+    return m
+
+def build_latent_model(tr, k: int, hidden: int = 512, depth: int = 4, norm: str = "channel", ema_decay: float = 0.999,
+                       layers="all") -> LatentStateModel:
+    """A `LatentStateModel` for the states of `tr`: per modelled layer, the top `k` principal directions
+    of the normalised training states (SVD), the codes' standard deviations, and the code bound."""
+    cfg, names = tr.cfg, tr.label_names
+    nl = cfg.n_layer if layers == "all" else 1
+    st = state_statistics(tr, norm, layers)
+    x = ((tr.wkv if layers == "all" else tr.wkv[:, layers:layers + 1]).flatten(1).float() - st["mean"]) / st["std"]
+    x = x.view(len(tr), nl, -1)
+    if k > min(x.shape[0], x.shape[2]): raise ValueError(f"k={k} components but only {x.shape[0]} states of {x.shape[2]} coordinates per layer")
+    basis, sd = [], []
+    for l in range(nl):
+        _, S, Vh = torch.linalg.svd(x[:, l].double(), full_matrices=False)
+        sdl = S[:k] / math.sqrt(len(tr) - 1)
+        basis.append(Vh[:k].float()); sd.append(sdl.clamp_min(1e-6 * float(sdl[0])).float())   # no division by a null direction
+    m = LatentStateModel(CodeDenoiserConfig(nl * k, len(names), hidden, depth), cfg, names, layers, basis=torch.stack(basis),
+                         code_std=torch.cat(sd), **st, ema_decay=ema_decay)
+    m.clip.fill_(1.1 * float(m.encode(tr.wkv).abs().max()))
+    return m

@@ -1,7 +1,7 @@
-"""`dreamstate.metrics`: Fréchet distance in a PCA space, nearest-neighbour copy checks, a
-persona probe, next-token loss from a given state, an independent text classifier for
-controlled generation, and confidence intervals. The notebook measures the state DiT of
-notebook 08 against baselines computed here.
+"""`dreamstate.metrics`: Fréchet distance and its two terms, k-NN precision and recall, variance
+ratios, nearest-neighbour copy checks, a persona probe, next-token loss from a given state, an
+independent text classifier for controlled generation, and confidence intervals. The notebook
+measures the two state models of notebook 08 against baselines computed here.
 
 Docs: https://dreamstate-ml.github.io/dreamstate/state_eval.html.md"""
 
@@ -16,12 +16,12 @@ import torch.nn.functional as F
 
 from .rwkv7 import RWKV7, RWKVState
 
-__all__ = ["mean_ci", "frechet_distance", "PCASpace", "nn_distance", "gaussian_states", "nll_from_states",
-           "sample_continuations", "TextClassifier"]
+__all__ = ["mean_ci", "frechet_distance", "frechet_terms", "knn_precision_recall", "variance_ratios", "PCASpace", "nn_distance",
+           "gaussian_states", "nll_from_states", "sample_continuations", "TextClassifier"]
 
 # %% auto #0
-__all__ = ['mean_ci', 'PCASpace', 'frechet_distance', 'nn_distance', 'gaussian_states', 'nll_from_states', 'sample_continuations',
-           'TextClassifier']
+__all__ = ['mean_ci', 'PCASpace', 'frechet_distance', 'nn_distance', 'gaussian_states', 'frechet_terms', 'knn_precision_recall',
+           'variance_ratios', 'nll_from_states', 'sample_continuations', 'TextClassifier']
 
 # %% ../nbs/09_state_eval.ipynb #c004
 def mean_ci(xs) -> tuple[float, float]:
@@ -32,10 +32,11 @@ def mean_ci(xs) -> tuple[float, float]:
     return float(xs.mean()), float(stats.t.ppf(0.975, len(xs) - 1) * xs.std(ddof=1) / math.sqrt(len(xs)))
 
 class PCASpace:
-    "Standardise with training statistics, then project on the top `k` principal components."
-    def __init__(self, X_train: np.ndarray, k: int, seed: int = 0):
+    "Centre (and, with `standardise`, scale each coordinate) with training statistics, then project on the top `k` principal components."
+    def __init__(self, X_train: np.ndarray, k: int, seed: int = 0, standardise: bool = True):
         from sklearn.decomposition import PCA
-        self.mu, self.sd = X_train.mean(0), X_train.std(0) + 1e-8
+        self.mu = X_train.mean(0)
+        self.sd = X_train.std(0) + 1e-8 if standardise else np.ones(X_train.shape[1])
         self.pca = PCA(k, random_state=seed).fit((X_train - self.mu) / self.sd)
     def __call__(self, X: np.ndarray) -> np.ndarray: return self.pca.transform((X - self.mu) / self.sd)
 
@@ -65,6 +66,30 @@ def gaussian_states(flat_train: torch.Tensor, n: int, seed: int, kind: str = "di
         back = pca.pca.inverse_transform(z) * pca.sd + pca.mu
         return torch.as_tensor(back, dtype=torch.float32)
     raise ValueError(f"unknown Gaussian kind {kind!r}")
+
+# %% ../nbs/09_state_eval.ipynb #c004b
+def frechet_terms(A: np.ndarray, B: np.ndarray) -> tuple[float, float]:
+    "(mean term ‖μa−μb‖², covariance term) of `frechet_distance(A, B)`."
+    mu = float(((A.mean(0) - B.mean(0)) ** 2).sum())
+    return mu, frechet_distance(A, B) - mu
+
+def knn_precision_recall(real: np.ndarray, gen: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019): each sample's ball reaches its k-th
+    nearest neighbour in its own set; precision = share of `gen` inside some ball of `real`, recall =
+    share of `real` inside some ball of `gen`."""
+    R, G = (torch.as_tensor(a, dtype=torch.float64) for a in (real, gen))
+    if min(len(R), len(G)) <= k: raise ValueError(f"need more than k={k} samples in each set, got {len(R)} and {len(G)}")
+    rad = lambda X: torch.cdist(X, X).kthvalue(k + 1, dim=1).values          # +1: the sample itself is at 0
+    r_R, r_G = rad(R), rad(G)
+    d = torch.cdist(G, R)                                                      # [n_gen, n_real]
+    return float((d <= r_R[None]).any(1).double().mean()), float((d.T <= r_G[None]).any(1).double().mean())
+
+def variance_ratios(gen: np.ndarray, real: np.ndarray, directions: np.ndarray) -> tuple[float, float]:
+    """Generated / real variance, (total over all coordinates, along the rows of `directions`
+    (orthonormal `[m, D]`, e.g. the top principal directions of the real data))."""
+    vg, vr = gen.var(0, ddof=1), real.var(0, ddof=1)
+    pg, pr = (gen - gen.mean(0)) @ directions.T, (real - real.mean(0)) @ directions.T
+    return float(vg.sum() / vr.sum()), float(pg.var(0, ddof=1).sum() / pr.var(0, ddof=1).sum())
 
 # %% ../nbs/09_state_eval.ipynb #c006
 @torch.no_grad()

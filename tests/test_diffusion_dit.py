@@ -2,16 +2,62 @@
 import pytest
 import torch
 
-from dreamstate.diffusion import Diffusion, make_schedule
+from dreamstate.diffusion import Diffusion, GaussianMixtureDenoiser, make_schedule
 from dreamstate.dit import DIT_PRESETS, DiT, DiTConfig, StateDiT, edit_state, generate_states
 from dreamstate.rwkv7 import RWKV7Config
 
 
 def test_schedules():
-    for kind in ("linear", "cosine"):
+    for kind in ("linear", "cosine", "cosine_lsnr"):
         ab = make_schedule(kind, 1000)
         assert ab.shape == (1000,) and (ab[1:] < ab[:-1]).all() and 0 < ab[-1] < 0.01 and ab[0] > 0.99
     with pytest.raises(ValueError, match="unknown schedule"): make_schedule("sigmoid")
+    lam = Diffusion("cosine_lsnr", 1000).lam
+    assert abs(lam[0] - 10) < 1e-6 and abs(lam[-1] + 10) < 1e-6
+
+
+def test_log_snr_interpolation_inverts():
+    d = Diffusion("cosine", 1000)
+    t = torch.tensor([0.0, 0.5, 10.25, 998.9, 999.0], dtype=torch.float64)
+    assert torch.allclose(d.t_at(d.lambda_at(t)), t, atol=1e-9)
+    assert torch.allclose(d.lambda_at(torch.arange(1000.0)), d.lam)
+    ts = d.sample_times(50)
+    assert len(ts) == 50 and ts[0] == 999 and ts[-1] == 0 and torch.allclose(d.lambda_at(ts).diff(), d.lambda_at(ts).diff()[0].expand(49))
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_default_sampler_keeps_every_scale_with_the_exact_denoiser(prediction):
+    "Known answer: independent Gaussian directions of scale 0.01…16 and 2-D ones; variance ±10%, mean ±0.03 scale."
+    scales = torch.tensor([0.01, 0.05, 0.3, 1.0, 4.0, 16.0], dtype=torch.float64)
+    d = Diffusion(prediction=prediction)
+    g = torch.Generator().manual_seed(0)
+    net = GaussianMixtureDenoiser(d, (0.3 * scales)[None], scales[None])
+    x = d.sample(net, torch.randn(20_000, 6, generator=g), torch.zeros(20_000, dtype=torch.long)).double()
+    ratio = x.var(0) / scales ** 2
+    assert ((ratio > 0.9) & (ratio < 1.1)).all(), ratio
+    assert ((x.mean(0) - 0.3 * scales).abs() / scales < 0.03).all()
+    # the earlier default (DDIM, 25 steps evenly spaced in t, clamped cosine) fails the same check
+    old = Diffusion("cosine", prediction=prediction)
+    x = old.sample(GaussianMixtureDenoiser(old, (0.3 * scales)[None], scales[None]), torch.randn(20_000, 6, generator=g),
+                   torch.zeros(20_000, dtype=torch.long), steps=25, solver="ddim", spacing="uniform").double()
+    assert (x.var(0) / scales ** 2)[[0, -1]].max() < 0.5
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_default_sampler_on_a_gaussian_mixture(prediction):
+    "Known answer: four 2-D modes (σ = 0.3); per-direction and within-mode variance ±10%, modes used equally."
+    modes = torch.tensor([[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]])
+    d = Diffusion(prediction=prediction)
+    g = torch.Generator().manual_seed(1)
+    net = GaussianMixtureDenoiser(d, modes, 0.3)
+    x = d.sample(net, torch.randn(20_000, 2, generator=g), torch.zeros(20_000, dtype=torch.long))
+    k = ((x[:, None] - modes) ** 2).sum(-1).argmin(1)
+    within = (x - modes[k]).var(0) / 0.09
+    total = x.var(0) / net.sample_data(20_000, g).var(0)
+    assert ((within > 0.9) & (within < 1.1)).all() and ((total > 0.9) & (total < 1.1)).all(), (within, total)
+    assert (torch.bincount(k, minlength=4) / 20_000 - 0.25).abs().max() < 0.02
+    with pytest.raises(ValueError, match="one t per batch"):
+        net(x[:2], torch.tensor([3, 4]), None)
 
 
 class Oracle(torch.nn.Module):
@@ -92,3 +138,57 @@ def test_state_dit_generate_edit_roundtrip(tmp_path):
     dit.save(tmp_path / "d.pt")
     back = StateDiT.load(tmp_path / "d.pt")
     assert torch.equal(generate_states(back, diff, "b", 4, steps=3, seed=1).wkv, st.wkv)
+
+
+def _tiny_states(n_per=20, seed=0):
+    "A `StateDataset` of random low-rank states for 3 personas (2 layers, 2 heads of 16×16)."
+    from dreamstate.states import StateDataset
+    rc = RWKV7Config(vocab_size=256, n_layer=2, n_embd=32, head_size=16)
+    g = torch.Generator().manual_seed(seed)
+    names = ["a", "b", "c"]
+    n = n_per * len(names)
+    basis = torch.randn(5, 2 * 2 * 256, generator=g)
+    wkv = (torch.randn(n, 5, generator=g) @ basis + torch.repeat_interleave(torch.randn(3, 2 * 2 * 256, generator=g), n_per, 0))
+    meta = [{"label": names[i // n_per], "split": "train", "doc_id": i} for i in range(n)]
+    return StateDataset(wkv.view(n, 2, 2, 16, 16), torch.randn(n, 2, 32, generator=g), torch.randn(n, 2, 32, generator=g), meta,
+                        model_config=dict(vars(rc))), rc
+
+
+def test_latent_model_codes_generation_and_checkpoint(tmp_path):
+    from dreamstate.dit import LatentStateModel, build_latent_model
+    tr, rc = _tiny_states()
+    lat = build_latent_model(tr, k=7, hidden=32, depth=1)
+    z = lat.encode(tr.wkv)
+    assert z.shape == (60, 14)
+    assert torch.allclose(z.std(0), torch.ones(14), atol=1e-3)                 # unit-variance codes
+    # centred, the data have rank ≤ 5 + 2 per layer: 7 components per layer reconstruct them
+    assert float(lat.reconstruction_error(tr.wkv).max()) < 1e-6
+    assert float(build_latent_model(tr, k=2, hidden=32, depth=1).reconstruction_error(tr.wkv).mean()) > 0.05
+    with pytest.raises(ValueError, match="components"):
+        build_latent_model(tr, k=1000)
+    diff = Diffusion(prediction="v")
+    st = generate_states(lat, diff, ["a", "b", "c"], 3, steps=4, seed=2)
+    assert st.wkv.shape == (2, 3, 2, 16, 16)
+    raw = generate_states(lat, diff, ["a", "b", "c"], 3, steps=4, seed=2, weights="raw")
+    assert torch.equal(raw.wkv, st.wkv)                                        # before training, EMA = raw weights
+    with pytest.raises(ValueError, match="weights must be"):
+        generate_states(lat, diff, "a", 1, weights="best")
+    ed = edit_state(lat, diff, st, "a", strength=0.3, steps=4)
+    assert ed.wkv.shape == st.wkv.shape
+    lat.save(tmp_path / "l.pt")
+    back = LatentStateModel.load(tmp_path / "l.pt")
+    assert torch.equal(generate_states(back, diff, ["a", "b", "c"], 3, steps=4, seed=2).wkv, st.wkv)
+
+
+def test_ema_warm_up_follows_a_short_run():
+    "After 20 updates the warm-up EMA is near the weights; a fixed 0.999 EMA would still be 98% initialisation."
+    tr, rc = _tiny_states()
+    from dreamstate.dit import build_latent_model
+    lat = build_latent_model(tr, k=4, hidden=16, depth=1, ema_decay=0.999)
+    w0 = [p.detach().clone() for p in lat.net.parameters()]
+    for step in range(20):
+        with torch.no_grad():
+            for p in lat.net.parameters(): p.add_(1.0)
+        lat.update_ema(lat, step)
+    moved = [float(((e - a) / 20).mean()) for e, a in zip(lat.ema.parameters(), w0)]   # 1 = the EMA equals the weights
+    assert min(moved) > 0.5, moved
