@@ -215,10 +215,11 @@ class HybridRWKV7(nn.Module):
 
     @torch.no_grad()
     def sample_coefficients(self, z: torch.Tensor, diffusion: Diffusion, steps: int = 25, seed: int = 0) -> torch.Tensor:
-        "s ~ p(s | c) from the denoiser, `steps` sampler steps from pure noise; `[B, L, 3, r]`."
+        """s ~ p(s | c) from the denoiser: `steps` network evaluations of `Diffusion.sample` (DPM-Solver++(2M) on
+        times uniform in log-SNR) from pure noise; `[B, L, 3, r]`."""
         g = torch.Generator(device=z.device).manual_seed(seed)
         x = torch.randn(z.shape[0], self.cfg.n_layer * 3 * self.hcfg.rank, generator=g, device=z.device)
-        return diffusion.ddim(self.denoiser, x, z, steps).view(-1, self.cfg.n_layer, 3, self.hcfg.rank)
+        return diffusion.sample(self.denoiser, x, z, steps=steps).view(-1, self.cfg.n_layer, 3, self.hcfg.rank)
 
 def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None):
     "The multi-objective loss on a batch (ctx, ctx_mask, window); returns (loss, per-term metrics). `model` may be DDP-wrapped."
