@@ -1,7 +1,7 @@
 """`HybridRWKV7`: an RWKV-7 core whose receptance, key and value matrices are modulated per
-example by low-rank updates generated from a global context, a context transformer that
-reads that context in parallel, a diffusion model over the generated updates, and the
-multi-objective loss.
+example by low-rank updates generated from a global context, a context encoder that reads
+that context in parallel, a diffusion model over the generated updates, and the
+multi-objective loss. Also the key–value facts task, where the answer is only in the context.
 
 Docs: https://dreamstate-ml.github.io/dreamstate/hybrid.html.md"""
 
@@ -10,6 +10,7 @@ Docs: https://dreamstate-ml.github.io/dreamstate/hybrid.html.md"""
 # %% ../nbs/10_hybrid.ipynb #c002
 from __future__ import annotations
 import math
+import random
 from dataclasses import dataclass
 
 import torch
@@ -17,21 +18,46 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .diffusion import Diffusion
-from .dit import DiTBlock, _timestep_embedding
+from .dit import _timestep_embedding
 from .rwkv7 import RWKV7, RWKV7Config, RWKVState
 
-__all__ = ["HybridConfig", "DeltaLinear", "HybridRWKV7", "hybrid_loss"]
+__all__ = ["HybridConfig", "DeltaLinear", "ContextEncoder", "HybridRWKV7", "hybrid_loss",
+           "KV_KEYS", "KV_VALUES", "kv_example"]
 
 # %% auto #0
-__all__ = ['MATS', 'HybridConfig', 'DeltaLinear', 'ParamDenoiser', 'HybridRWKV7', 'hybrid_loss']
+__all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_example', 'HybridConfig', 'DeltaLinear', 'ContextBlock', 'ContextEncoder',
+           'ParamDenoiser', 'HybridRWKV7', 'hybrid_loss', 'encoder_grad_at_init']
+
+# %% ../nbs/10_hybrid.ipynb #k001
+KV_KEYS = ("fox", "owl", "elk", "eel", "ant", "bee", "cat", "yak")
+KV_VALUES = ("red", "tan", "ash", "sky", "oak", "ivy", "jet", "fig")
+
+def kv_example(rng: random.Random, n_facts: int, n_questions: int) -> tuple[list[int], list[int], list[bool]]:
+    """One example: context bytes `fact;`×n_facts, window bytes `;` + `key?val;`×n_questions
+    (1 + 8·n_questions ids, distinct keys, all in the context), and `answer` (one flag per
+    *target* byte, window[1:]): True on the three value bytes of each question."""
+    if not 1 <= n_questions <= n_facts <= len(KV_KEYS):
+        raise ValueError(f"need 1 ≤ n_questions ({n_questions}) ≤ n_facts ({n_facts}) ≤ {len(KV_KEYS)}")
+    keys = rng.sample(KV_KEYS, n_facts)
+    vals = {k: rng.choice(KV_VALUES) for k in keys}
+    ctx = "".join(f"{k}={vals[k]};" for k in keys)
+    asked = rng.sample(keys, n_questions)
+    win = ";" + "".join(f"{k}?{vals[k]};" for k in asked)
+    answer = [False] * (len(win) - 1)
+    for q in range(n_questions):
+        for j in range(4, 7): answer[8 * q + j] = True          # target j of question q is window byte 8q+j+1
+    return list(ctx.encode()), list(win.encode()), answer
 
 # %% ../nbs/10_hybrid.ipynb #c003
 @dataclass
 class HybridConfig:
     rank: int = 8                 # r of each ΔW
-    ctx_depth: int = 2            # context transformer blocks
+    ctx_dim: int = 32             # width d of the context encoder (its own embedding)
+    ctx_depth: int = 2            # context encoder blocks
     ctx_heads: int = 4
-    max_ctx: int = 512            # longest context (learned positions)
+    max_ctx: int = 1024           # longest context accepted
+    alpha0: float = 1.0           # α at step 0 (see the derivation above)
+    head_init: float = 0.01       # ε: the head's initial scale, s(c) = O(ε)
     denoiser_hidden: int = 128
     denoiser_depth: int = 3
     lambda_diff: float = 0.1
@@ -49,6 +75,41 @@ class DeltaLinear(nn.Linear):
             V, coef, U = self.delta
             out = out + ((x @ V) * coef[:, None, :]) @ U.T
         return out
+
+# %% ../nbs/10_hybrid.ipynb #e001
+class ContextBlock(nn.Module):
+    "Pre-LN transformer block over `[B,T,d]` with a key padding mask `[B,T]` (True = real token)."
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        if d % heads: raise ValueError(f"ctx_dim {d} is not divisible by ctx_heads {heads}")
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(approximate="tanh"), nn.Linear(4 * d, d))
+
+    def forward(self, x, mask):
+        B, T, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)   # (B, nh, T, hs)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        x = x + self.proj(a.transpose(1, 2).reshape(B, T, d))
+        return x + self.mlp(self.norm2(x))
+
+class ContextEncoder(nn.Module):
+    "Context tokens `[B,Tc]` (mask `[B,Tc]`) → z `[B,d]`: own embedding + sinusoidal positions, blocks, masked mean, LayerNorm."
+    def __init__(self, vocab_size: int, d: int, depth: int, heads: int):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, d)
+        nn.init.normal_(self.emb.weight, std=1.0)
+        self.blocks = nn.ModuleList(ContextBlock(d, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, ctx, mask):
+        T, d = ctx.shape[1], self.emb.embedding_dim
+        pos = _timestep_embedding(torch.arange(T, device=ctx.device), d)          # [T,d], unit scale
+        h = self.emb(ctx) + pos
+        for b in self.blocks: h = b(h, mask)
+        m = mask.to(h.dtype)[..., None]
+        return self.norm((h * m).sum(1) / m.sum(1).clamp_min(1))
 
 # %% ../nbs/10_hybrid.ipynb #c005
 class ParamDenoiser(nn.Module):
@@ -75,43 +136,35 @@ class ParamDenoiser(nn.Module):
 MATS = ("receptance", "key", "value")
 
 class HybridRWKV7(nn.Module):
-    "RWKV-7 core + context transformer + ΔW head + parameter denoiser; `forward(ctx, ctx_mask, tokens)`."
+    "RWKV-7 core + context encoder + ΔW head + parameter denoiser; `forward(ctx, ctx_mask, tokens)`."
     def __init__(self, cfg: RWKV7Config, hcfg: HybridConfig, seed: int = 0):
         super().__init__()
         self.cfg, self.hcfg = cfg, hcfg
         torch.manual_seed(seed)
         self.core = RWKV7(cfg).init_weights(seed=seed)
-        L, C, r = cfg.n_layer, cfg.n_embd, hcfg.rank
+        L, C, r, d = cfg.n_layer, cfg.n_embd, hcfg.rank, hcfg.ctx_dim
         for blk in self.core.blocks:
             for m in MATS:
                 old = getattr(blk.att, m)
                 new = DeltaLinear(C, C, bias=False); new.weight = old.weight
                 setattr(blk.att, m, new)
-        self.ctx_pos = nn.Embedding(hcfg.max_ctx, C)
-        nn.init.normal_(self.ctx_pos.weight, std=0.02)
-        self.ctx_cond = nn.Parameter(torch.zeros(C))
-        self.ctx_blocks = nn.ModuleList(DiTBlock(C, hcfg.ctx_heads, 4.0) for _ in range(hcfg.ctx_depth))
-        for b in self.ctx_blocks:
-            for mod in b.modules():
-                if isinstance(mod, nn.Linear): nn.init.xavier_uniform_(mod.weight); nn.init.zeros_(mod.bias)
-            nn.init.zeros_(b.ada[-1].weight); nn.init.zeros_(b.ada[-1].bias)
-        self.ctx_norm = nn.LayerNorm(C)
-        self.head = nn.Linear(C, L * 3 * r)
+        self.encoder = ContextEncoder(cfg.vocab_size, d, hcfg.ctx_depth, hcfg.ctx_heads)
+        self.head = nn.Linear(d, L * 3 * r)
+        nn.init.normal_(self.head.weight, std=hcfg.head_init * d ** -0.5); nn.init.zeros_(self.head.bias)     # s(c) of size ε
         self.U = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
         self.V = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
-        self.alpha = nn.Parameter(torch.zeros(L, 3), requires_grad=not hcfg.freeze_alpha)
-        self.denoiser = ParamDenoiser(L * 3 * r, C, hcfg.denoiser_hidden, hcfg.denoiser_depth)
+        a0 = 0.0 if hcfg.freeze_alpha else hcfg.alpha0
+        self.alpha = nn.Parameter(torch.full((L, 3), a0), requires_grad=not hcfg.freeze_alpha)
+        self.denoiser = ParamDenoiser(L * 3 * r, d, hcfg.denoiser_hidden, hcfg.denoiser_depth)
 
     def encode(self, ctx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        "Context tokens `[B,Tc]` (mask `[B,Tc]`, True = real) → z `[B,C]`, read in parallel."
+        "Context tokens `[B,Tc]` (mask `[B,Tc]`, True = real) → z `[B,d]`, read in parallel."
+        if ctx.dim() != 2 or ctx.dtype != torch.long: raise ValueError(f"context must be a LongTensor [B,Tc], got {ctx.dtype} {tuple(ctx.shape)}")
         if self.hcfg.first_token_only: ctx, mask = ctx[:, :1], (None if mask is None else mask[:, :1])
         if ctx.shape[1] > self.hcfg.max_ctx: raise ValueError(f"context of {ctx.shape[1]} tokens exceeds max_ctx={self.hcfg.max_ctx}")
         if mask is None: mask = torch.ones_like(ctx, dtype=torch.bool)
-        h = self.core.emb(ctx) + self.ctx_pos.weight[: ctx.shape[1]]
-        c = self.ctx_cond.expand(ctx.shape[0], -1)
-        for b in self.ctx_blocks: h = b(h, c, mask)
-        m = mask.float()[..., None]
-        return self.ctx_norm((h * m).sum(1) / m.sum(1).clamp_min(1))
+        if mask.shape != ctx.shape: raise ValueError(f"mask {tuple(mask.shape)} does not match context {tuple(ctx.shape)}")
+        return self.encoder(ctx, mask)
 
     def coefficients(self, z: torch.Tensor) -> torch.Tensor:
         "The head's generated parameters s(c) `[B, L, 3, r]`."
@@ -161,11 +214,12 @@ class HybridRWKV7(nn.Module):
         return loss, {"ce": ce.detach(), "diffusion": diff.detach(), "reg": reg.detach()}
 
     @torch.no_grad()
-    def sample_coefficients(self, z: torch.Tensor, diffusion: Diffusion, steps: int = 20, seed: int = 0) -> torch.Tensor:
-        "s ~ p(s | c) from the denoiser by `steps` DDIM steps."
+    def sample_coefficients(self, z: torch.Tensor, diffusion: Diffusion, steps: int = 25, seed: int = 0) -> torch.Tensor:
+        """s ~ p(s | c) from the denoiser: `steps` network evaluations of `Diffusion.sample` (DPM-Solver++(2M) on
+        times uniform in log-SNR) from pure noise; `[B, L, 3, r]`."""
         g = torch.Generator(device=z.device).manual_seed(seed)
         x = torch.randn(z.shape[0], self.cfg.n_layer * 3 * self.hcfg.rank, generator=g, device=z.device)
-        return diffusion.ddim(self.denoiser, x, z, steps).view(-1, self.cfg.n_layer, 3, self.hcfg.rank)
+        return diffusion.sample(self.denoiser, x, z, steps=steps).view(-1, self.cfg.n_layer, 3, self.hcfg.rank)
 
 def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None):
     "The multi-objective loss on a batch (ctx, ctx_mask, window); returns (loss, per-term metrics). `model` may be DDP-wrapped."
@@ -176,3 +230,14 @@ def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None)
     metrics = {k: v.item() for k, v in terms.items()}
     metrics.update({f"alpha_{l}_{m[0]}": net.alpha[l, j].item() for l in range(net.cfg.n_layer) for j, m in enumerate(MATS)})
     return loss, metrics
+
+# %% ../nbs/10_hybrid.ipynb #g001
+def encoder_grad_at_init(model: HybridRWKV7, ctx: torch.Tensor, win: torch.Tensor) -> tuple[float, float]:
+    "(‖∂CE/∂encoder‖, max |logits − core logits|) for one window batch `[B,T+1]`: what the initialisation gives the encoder."
+    model.zero_grad(set_to_none=True)
+    logits = model(ctx, None, win[:, :-1])
+    F.cross_entropy(logits.reshape(-1, logits.shape[-1]), win[:, 1:].reshape(-1)).backward()
+    g = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.encoder.parameters() if p.grad is not None) + 0.0)
+    with torch.no_grad(): dev = float((logits - model.core(win[:, :-1])[0]).abs().max())
+    model.zero_grad(set_to_none=True)
+    return float(g), dev

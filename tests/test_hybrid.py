@@ -48,11 +48,69 @@ def test_loss_terms_and_frozen_alpha():
     with torch.no_grad():   # BlinkDL's init zeroes the time-mix output, which would hide α's gradient
         for blk in h.core.blocks: blk.att.output.weight.normal_(0, 0.1)
     loss, m = hybrid_loss(h, batch, d, generator=torch.Generator().manual_seed(0))
-    assert m["diffusion"] > 0 and m["reg"] == 0.0 and abs(loss.item() - m["ce"] - 0.5 * m["diffusion"]) < 1e-4
+    assert m["diffusion"] > 0 and m["reg"] > 0 and abs(loss.item() - m["ce"] - 0.5 * m["diffusion"] - 1e-3 * m["reg"]) < 1e-4
     loss.backward()
     assert h.alpha.grad.abs().sum() > 0
     frozen = HybridRWKV7(CFG, HybridConfig(rank=4, freeze_alpha=True), seed=4)
-    assert not frozen.alpha.requires_grad
+    assert not frozen.alpha.requires_grad and torch.equal(frozen.alpha, torch.zeros_like(frozen.alpha))
+
+
+def _with_output(alpha, head_zero=False, head_init=1.0):
+    "A hybrid whose time-mix output projection is non-zero (as after the first step), with α and the head set."
+    h = HybridRWKV7(CFG, HybridConfig(rank=4, ctx_dim=16, head_init=head_init), seed=6)
+    with torch.no_grad():
+        for blk in h.core.blocks: blk.att.output.weight.normal_(0, 0.1)
+        h.alpha.fill_(alpha)
+        if head_zero: h.head.weight.zero_()
+    return h
+
+
+def test_initialisation_gives_the_encoder_a_gradient():
+    """The derivation in notebook 10: α = 0 or H = 0 give the encoder no gradient; α = α₀ small with H random,
+    or α = 1 with H = ε·random (the default), do, and stay near the core."""
+    from dreamstate.hybrid import encoder_grad_at_init
+    ctx, win = torch.randint(1, 256, (3, 11)), torch.randint(1, 256, (3, 10))
+    g0, d0 = encoder_grad_at_init(_with_output(0.0), ctx, win)
+    gh, dh = encoder_grad_at_init(_with_output(1.0, head_zero=True), ctx, win)
+    ga, da = encoder_grad_at_init(_with_output(0.01), ctx, win)
+    ge, de = encoder_grad_at_init(_with_output(1.0, head_init=0.01), ctx, win)
+    g1, d1 = encoder_grad_at_init(_with_output(1.0), ctx, win)
+    assert g0 == 0 and gh == 0 and d0 == 0 and dh == 0
+    assert ga > 0 and 0 < da < 0.1 * d1
+    assert ge > 0 and 0 < de < 0.1 * d1
+    # every encoder tensor that feeds z gets a gradient, not just the last LayerNorm
+    h = _with_output(1.0, head_init=0.01)
+    logits = h(ctx, None, win[:, :-1])
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 256), win[:, 1:].reshape(-1)).backward()
+    assert h.encoder.emb.weight.grad.abs().sum() > 0 and h.encoder.blocks[0].qkv.weight.grad.abs().sum() > 0
+    # and the shipped default starts at the plain core exactly (BlinkDL's zero output projection)
+    d = HybridRWKV7(CFG, HybridConfig(rank=4), seed=6)
+    assert torch.equal(d.alpha, torch.ones_like(d.alpha)) and d.coefficients(d.encode(ctx)).abs().max() < 0.1
+    with torch.no_grad(): assert torch.equal(d(ctx, None, win[:, :-1]), d.core(win[:, :-1])[0])
+
+
+def test_encoder_sees_the_context():
+    "Different contexts give different z and different coefficients at initialisation (the old encoder's failure)."
+    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=7)
+    with torch.no_grad():
+        s = h.coefficients(h.encode(torch.randint(1, 256, (8, 20))))
+    spread = (s - s.mean(0)).pow(2).mean().sqrt()
+    assert spread > 0.3 * s.pow(2).mean().sqrt()
+
+
+def test_kv_example_answers_are_in_the_context():
+    import random
+    from dreamstate.hybrid import KV_VALUES, kv_example
+    rng = random.Random(0)
+    for n in range(1, 9):
+        ctx, win, ans = kv_example(rng, n, min(n, 4))
+        c, w = bytes(ctx).decode(), bytes(win).decode()
+        assert len(ctx) == 8 * n and len(win) == 1 + 8 * min(n, 4) and len(ans) == len(win) - 1
+        for q in range(min(n, 4)):
+            key, val = w[1 + 8 * q:4 + 8 * q], w[5 + 8 * q:8 + 8 * q]
+            assert f"{key}={val};" in c and val in KV_VALUES
+            assert "".join(t for t, a in zip(w[1:], ans) if a)[3 * q:3 * q + 3] == val
+    with pytest.raises(ValueError, match="n_questions"): kv_example(rng, 3, 4)
 
 
 def test_hybrid_with_triton_backend_equals_torch_path():
