@@ -1,11 +1,12 @@
 """Is the state DiT's low diversity a sampler setting? Samples 100 states per persona from the trained
-DiT of the `cpu` profile (build/cpu/dit/state_dit.pt, written by `make reproduce`) under several
+DiT of the `cpu` profile (the raw-state DiT listed in build/cpu/state_models.json by `make reproduce`) under several
 sampler settings — x̂0 clipping, DDIM steps, guidance, stochastic DDIM (η = 1), EMA or raw weights —
 and prints the mean per-persona Fréchet distance to the held-out states in the 32-dim PCA space of
 notebook 09 and the generated/real within-persona variance ratio.
 
     .venv/bin/python experiments/dit_sampler_check.py        # ≈ 30 min on 2 CPU cores
 """
+import json
 import time
 
 import torch
@@ -15,8 +16,8 @@ from dreamstate.diffusion import Diffusion
 from dreamstate.dit import StateDiT
 
 S = Setup()
-dit = StateDiT.load(S.P.build_dir / "dit" / "state_dit.pt").eval()
-diffusion = Diffusion("cosine", 1000, S.P.dit_prediction)
+dit = StateDiT.load(S.P.build_dir / json.loads((S.P.build_dir / "state_models.json").read_text())["dit"]).eval()   # listed by notebook 08
+diffusion = Diffusion(S.P.dit_schedule, 1000, S.P.dit_prediction)
 y = torch.tensor([S.names.index(p) for p in S.labels])
 
 

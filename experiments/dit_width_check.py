@@ -22,7 +22,7 @@ norm, steps, preset, pred = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv
 ema_decay = float(sys.argv[5]) if len(sys.argv) > 5 else 0.999
 S = Setup()
 dit = build_state_dit(S.tr, preset, norm, ema_decay)
-diffusion = Diffusion("cosine", 1000, pred)
+diffusion = Diffusion(S.P.dit_schedule, 1000, pred)
 X, Y = dit.to_image(S.tr.wkv), S.tr.label_ids(S.names)
 print(norm, preset, pred, steps, sum(p.numel() for p in dit.net.parameters()), "params; clip", float(dit.clip), flush=True)
 
