@@ -52,6 +52,7 @@ def kv_example(rng: random.Random, n_facts: int, n_questions: int) -> tuple[list
 @dataclass
 class HybridConfig:
     rank: int = 8                 # r of each ΔW
+    coef: str = "matrix"          # "matrix": ΔW = U S Vᵀ with S r×r generated; "diag": ΔW = U diag(s) Vᵀ (the first design)
     ctx_dim: int = 32             # width d of the context encoder (its own embedding)
     ctx_depth: int = 2            # context encoder blocks
     ctx_heads: int = 4
@@ -65,15 +66,27 @@ class HybridConfig:
     first_token_only: bool = False   # condition on the first context token alone (the paper's code)
     freeze_alpha: bool = False       # α fixed at 0: a plain RWKV-7 (sanity check)
 
+    def __post_init__(self):
+        if self.coef not in ("matrix", "diag"): raise ValueError(f"coef must be 'matrix' or 'diag', got {self.coef!r}")
+        if self.rank < 1: raise ValueError(f"rank must be ≥ 1, got {self.rank}")
+
+    @property
+    def coef_shape(self) -> tuple[int, ...]:
+        "Shape of one matrix's generated coefficients: (r, r) or (r,)."
+        return (self.rank, self.rank) if self.coef == "matrix" else (self.rank,)
+
 class DeltaLinear(nn.Linear):
     """`nn.Linear` (same parameter names, so the core keeps BlinkDL's keys) plus an optional per-example
-    low-rank term set for one forward pass: y = x Wᵀ + ((x V) ⊙ coef_b) Uᵀ, coef `[B, r]`."""
+    low-rank term set for one forward pass: y = x Wᵀ + ((x V) S_bᵀ) Uᵀ with coef S `[B, r, r]`, or
+    y = x Wᵀ + ((x V) ⊙ s_b) Uᵀ with coef s `[B, r]` (a diagonal S)."""
     delta = None
     def forward(self, x):
         out = F.linear(x, self.weight)
         if self.delta is not None:
             V, coef, U = self.delta
-            out = out + ((x @ V) * coef[:, None, :]) @ U.T
+            h = x @ V                                                   # [B,T,r]: the input's features
+            h = h * coef[:, None, :] if coef.dim() == 2 else h @ coef.transpose(1, 2)
+            out = out + h @ U.T
         return out
 
 # %% ../nbs/10_hybrid.ipynb #e001
@@ -149,13 +162,15 @@ class HybridRWKV7(nn.Module):
                 new = DeltaLinear(C, C, bias=False); new.weight = old.weight
                 setattr(blk.att, m, new)
         self.encoder = ContextEncoder(cfg.vocab_size, d, hcfg.ctx_depth, hcfg.ctx_heads)
-        self.head = nn.Linear(d, L * 3 * r)
-        nn.init.normal_(self.head.weight, std=hcfg.head_init * d ** -0.5); nn.init.zeros_(self.head.bias)     # s(c) of size ε
+        self.n_coef = math.prod(hcfg.coef_shape)                    # generated numbers per matrix: r² or r
+        self.head = nn.Linear(d, L * 3 * self.n_coef)
+        # s(c) of size ε, scaled so that ‖ΔW‖ at initialisation does not depend on the form: E‖S‖²_F = ε² r for both
+        nn.init.normal_(self.head.weight, std=hcfg.head_init * (d * self.n_coef / r) ** -0.5); nn.init.zeros_(self.head.bias)
         self.U = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
         self.V = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
         a0 = 0.0 if hcfg.freeze_alpha else hcfg.alpha0
         self.alpha = nn.Parameter(torch.full((L, 3), a0), requires_grad=not hcfg.freeze_alpha)
-        self.denoiser = ParamDenoiser(L * 3 * r, d, hcfg.denoiser_hidden, hcfg.denoiser_depth)
+        self.denoiser = ParamDenoiser(L * 3 * self.n_coef, d, hcfg.denoiser_hidden, hcfg.denoiser_depth)
 
     def encode(self, ctx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         "Context tokens `[B,Tc]` (mask `[B,Tc]`, True = real) → z `[B,d]`, read in parallel."
@@ -167,14 +182,20 @@ class HybridRWKV7(nn.Module):
         return self.encoder(ctx, mask)
 
     def coefficients(self, z: torch.Tensor) -> torch.Tensor:
-        "The head's generated parameters s(c) `[B, L, 3, r]`."
-        return self.head(z).view(-1, self.cfg.n_layer, 3, self.hcfg.rank)
+        "The head's generated parameters s(c): `[B, L, 3, r, r]` (coef = matrix) or `[B, L, 3, r]` (diag)."
+        return self.head(z).view(-1, self.cfg.n_layer, 3, *self.hcfg.coef_shape)
 
     def delta_norm2(self, s: torch.Tensor) -> torch.Tensor:
-        "Σ_{ℓ,m} ‖α ΔW‖²_F per example, exactly: α² sᵀ((UᵀU)⊙(VᵀV)) s."
-        G = (self.U.transpose(-1, -2) @ self.U) * (self.V.transpose(-1, -2) @ self.V)     # [L,3,r,r]
-        q = torch.einsum("blmr,lmrq,blmq->blm", s, G, s)
+        "Σ_{ℓ,m} ‖α ΔW‖²_F per example, exactly: α² tr(Sᵀ (UᵀU) S (VᵀV)) (for a diagonal, α² sᵀ((UᵀU)⊙(VᵀV)) s)."
+        GU, GV = self.U.transpose(-1, -2) @ self.U, self.V.transpose(-1, -2) @ self.V     # [L,3,r,r]
+        if self.hcfg.coef == "diag": q = torch.einsum("blmr,lmrq,blmq->blm", s, GU * GV, s)
+        else: q = ((GU @ s) * (s @ GV)).sum((-1, -2))
         return (self.alpha ** 2 * q).sum((1, 2))
+
+    def delta_weights(self, s: torch.Tensor) -> torch.Tensor:
+        "The updates α ΔW(c) themselves, `[B, L, 3, C, C]` (for checks and diagnostics; the forward pass never forms them)."
+        S = torch.diag_embed(s) if self.hcfg.coef == "diag" else s
+        return torch.einsum("lmcr,blmrq,lmdq->blmcd", self.U, S, self.V) * self.alpha[None, :, :, None, None]
 
     @property
     def ddp_find_unused_parameters(self) -> bool:
@@ -216,10 +237,10 @@ class HybridRWKV7(nn.Module):
     @torch.no_grad()
     def sample_coefficients(self, z: torch.Tensor, diffusion: Diffusion, steps: int = 25, seed: int = 0) -> torch.Tensor:
         """s ~ p(s | c) from the denoiser: `steps` network evaluations of `Diffusion.sample` (DPM-Solver++(2M) on
-        times uniform in log-SNR) from pure noise; `[B, L, 3, r]`."""
+        times uniform in log-SNR) from pure noise; shaped like `coefficients`."""
         g = torch.Generator(device=z.device).manual_seed(seed)
-        x = torch.randn(z.shape[0], self.cfg.n_layer * 3 * self.hcfg.rank, generator=g, device=z.device)
-        return diffusion.sample(self.denoiser, x, z, steps=steps).view(-1, self.cfg.n_layer, 3, self.hcfg.rank)
+        x = torch.randn(z.shape[0], self.cfg.n_layer * 3 * self.n_coef, generator=g, device=z.device)
+        return diffusion.sample(self.denoiser, x, z, steps=steps).view(-1, self.cfg.n_layer, 3, *self.hcfg.coef_shape)
 
 def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None):
     "The multi-objective loss on a batch (ctx, ctx_mask, window); returns (loss, per-term metrics). `model` may be DDP-wrapped."
