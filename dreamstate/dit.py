@@ -20,13 +20,13 @@ from .diffusion import Diffusion
 from .rwkv7 import RWKV7Config, RWKVState
 
 __all__ = ["DiTConfig", "DIT_PRESETS", "DiT", "DiTBlock", "StateDiffusionModel", "StateDiT", "CodeDenoiserConfig", "CodeDenoiser",
-           "LatentStateModel", "generate_states", "edit_state", "interpolate_states", "state_statistics", "build_state_dit",
-           "build_latent_model"]
+           "LatentStateModel", "generate_states", "edit_state", "interpolate_states", "state_statistics", "profile_layers",
+           "build_state_dit", "build_latent_model"]
 
 # %% auto #0
 __all__ = ['DIT_PRESETS', 'DiTConfig', 'DiTBlock', 'DiT', 'StateDiffusionModel', 'StateDiT', 'CodeDenoiserConfig', 'CodeBlock',
            'CodeDenoiser', 'LatentStateModel', 'generate_states', 'edit_state', 'interpolate_states',
-           'state_statistics', 'build_state_dit', 'build_latent_model']
+           'state_statistics', 'profile_layers', 'build_state_dit', 'build_latent_model']
 
 # %% ../nbs/08_state_dit.ipynb #c004
 @dataclass
@@ -123,16 +123,23 @@ class DiT(nn.Module):
         return h.view(B, g, g, p, p, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, S, S)
 
 # %% ../nbs/08_state_dit.ipynb #c007
+def _check_layers(layers, n_layer: int):
+    if layers != "all" and (isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers < n_layer):
+        raise ValueError(f"layers must be 'all' or a layer index in 0..{n_layer - 1}, got {layers!r}")
+
 class StateDiffusionModel(nn.Module):
     """What both state models share: a denoiser `net` and its EMA, the normalisation of the WKV
     coordinates they model, the persona names (the null label is `len(label_names)`) and the
-    personas' mean shift vectors. A subclass says how states become the tensors the diffusion runs
-    on (`encode`, `decode`, `latent_shape`)."""
+    personas' mean shift vectors. A one-layer model (`layers` a layer index) also keeps the base state
+    its generated layer is inserted into: the training split's mean state over all personas (`base`:
+    `wkv` `[L,H,N,N]`, `att_shift`, `ffn_shift` `[L,C]`). A subclass says how states become the tensors
+    the diffusion runs on (`encode`, `decode`, `latent_shape`)."""
     def __init__(self, net: nn.Module, rwkv_cfg: RWKV7Config, label_names: list[str], layers="all", mean=None, std=None,
-                 att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0):
+                 att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0, base: dict | None = None):
         super().__init__()
-        self.rwkv_cfg, self.label_names, self.layers, self.ema_decay = rwkv_cfg, list(label_names), layers, ema_decay
         L, H, N, C = rwkv_cfg.n_layer, rwkv_cfg.n_head, rwkv_cfg.head_size, rwkv_cfg.n_embd
+        _check_layers(layers, L)
+        self.rwkv_cfg, self.label_names, self.layers, self.ema_decay = rwkv_cfg, list(label_names), layers, ema_decay
         D, K = (L if layers == "all" else 1) * H * N * N, len(label_names)
         self.net = net
         self.ema = copy.deepcopy(net).requires_grad_(False)
@@ -141,6 +148,11 @@ class StateDiffusionModel(nn.Module):
         self.register_buffer("att_shift_mean", torch.zeros(K, L, C) if att_shift_mean is None else att_shift_mean.float().clone())
         self.register_buffer("ffn_shift_mean", torch.zeros(K, L, C) if ffn_shift_mean is None else ffn_shift_mean.float().clone())
         self.register_buffer("clip", torch.tensor(float(clip)))   # |x̂0| bound for the samplers, in the diffusion's units
+        if layers != "all":   # only one-layer models carry a base (an all-layer model's state_dict is unchanged)
+            base = base or {}
+            for k, shape in (("wkv", (L, H, N, N)), ("att_shift", (L, C)), ("ffn_shift", (L, C))):
+                v = base.get(k)
+                self.register_buffer(f"base_{k}", torch.zeros(shape) if v is None else v.float().clone())
 
     @property
     def null_label(self) -> int: return len(self.label_names)
@@ -167,26 +179,36 @@ class StateDiffusionModel(nn.Module):
         return self.label_names.index(label)
 
     def wkv_of(self, wkv: torch.Tensor) -> torch.Tensor:
-        "The modelled part of `[n,L,H,N,N]` WKV states, flattened `[n, D]`."
+        "The modelled part of `[n,L,H,N,N]` WKV states, flattened `[n, D]` (on the device of `wkv`)."
         return (wkv if self.layers == "all" else wkv[:, self.layers:self.layers + 1]).flatten(1)
 
     def normalise(self, wkv: torch.Tensor) -> torch.Tensor:
-        "`[n,L,H,N,N]` states (model units) → the modelled part, normalised, `[n, D]`."
-        return (self.wkv_of(wkv).float() - self.mean) / self.std
+        "`[n,L,H,N,N]` states (model units, any device) → the modelled part, normalised, `[n, D]` on the model's device."
+        return (self.wkv_of(wkv).to(self.mean.device).float() - self.mean) / self.std
 
     def unnormalise(self, flat: torch.Tensor) -> torch.Tensor:
         "Normalised `[n, D]` → the modelled WKV part in model units, `[n, nl, H, N, N]`."
         H, N = self.rwkv_cfg.n_head, self.rwkv_cfg.head_size
         return (flat * self.std + self.mean).view(flat.shape[0], -1, H, N, N)
 
+    def base_state(self, n: int = 1) -> RWKVState:
+        "A one-layer model's default base: the training mean state over all personas, `n` copies, on the model's device."
+        if self.layers == "all": raise ValueError("an all-layer model has no base state: it generates every layer")
+        return RWKVState(self.base_wkv[:, None], self.base_att_shift[:, None], self.base_ffn_shift[:, None]).expand(n)
+
     def to_state(self, wkv_part: torch.Tensor, labels: torch.Tensor, base: RWKVState | None = None) -> RWKVState:
-        "An `RWKVState` batch: generated WKV (all layers, or one layer inserted into `base`), persona-mean shifts."
-        if self.layers == "all": wkv = wkv_part
-        else:
-            if base is None: raise ValueError("a one-layer model needs a base state to insert the generated layer into")
-            wkv = base.wkv.transpose(0, 1).clone(); wkv[:, self.layers] = wkv_part[:, 0]
-        return RWKVState(wkv.transpose(0, 1).contiguous().float(), self.att_shift_mean[labels].transpose(0, 1).contiguous(),
-                         self.ffn_shift_mean[labels].transpose(0, 1).contiguous())
+        """An `RWKVState` batch on the model's device from the modelled WKV part `[n, nl, H, N, N]`. All layers:
+        the generated WKV with the personas' mean shift vectors (`base` is ignored). One layer: the generated
+        layer inserted into `base` (its other layers and its shift vectors), by default `base_state(n)`."""
+        dev = self.mean.device
+        wkv_part, labels = wkv_part.to(dev), labels.to(dev)
+        if self.layers == "all":
+            return RWKVState(wkv_part.transpose(0, 1).contiguous().float(), self.att_shift_mean[labels].transpose(0, 1).contiguous(),
+                             self.ffn_shift_mean[labels].transpose(0, 1).contiguous())
+        n = wkv_part.shape[0]
+        base = self.base_state(n) if base is None else base.check(self.rwkv_cfg, n).expand(n).to(dev)
+        wkv = base.wkv.clone(); wkv[self.layers] = wkv_part[:, 0]
+        return RWKVState(wkv.contiguous().float(), base.att_shift.clone(), base.ffn_shift.clone())
 
     def _save(self, path, **config):
         "Atomic write of the config, the label names and all weights and buffers."
@@ -199,11 +221,11 @@ class StateDiffusionModel(nn.Module):
 class StateDiT(StateDiffusionModel):
     "The paper's model: a DiT over WKV states of `layers` ('all' or one layer index), each (layer, head) matrix an image channel."
     def __init__(self, dit_cfg: DiTConfig, rwkv_cfg: RWKV7Config, label_names: list[str], layers="all", mean=None, std=None,
-                 att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0):
+                 att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0, base: dict | None = None):
         nl, H, N = rwkv_cfg.n_layer if layers == "all" else 1, rwkv_cfg.n_head, rwkv_cfg.head_size
         if dit_cfg.in_channels != nl * H or dit_cfg.input_size != N or dit_cfg.num_classes != len(label_names):
             raise ValueError(f"DiT config {dit_cfg} does not fit states of {nl}×{H} heads of {N}×{N} and {len(label_names)} labels")
-        super().__init__(DiT(dit_cfg), rwkv_cfg, label_names, layers, mean, std, att_shift_mean, ffn_shift_mean, ema_decay, clip)
+        super().__init__(DiT(dit_cfg), rwkv_cfg, label_names, layers, mean, std, att_shift_mean, ffn_shift_mean, ema_decay, clip, base)
 
     @property
     def latent_shape(self) -> tuple:
@@ -286,11 +308,11 @@ class LatentStateModel(StateDiffusionModel):
     with the persona's residual variance per layer, both measured on the training states."""
     def __init__(self, cfg: CodeDenoiserConfig, rwkv_cfg: RWKV7Config, label_names: list[str], layers="all", mean=None, std=None,
                  basis=None, code_std=None, att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0,
-                 resid_mean=None, resid_std=None):
+                 resid_mean=None, resid_std=None, base: dict | None = None):
         nl, F_ = rwkv_cfg.n_layer if layers == "all" else 1, rwkv_cfg.n_head * rwkv_cfg.head_size ** 2
         if cfg.dim % nl or cfg.num_classes != len(label_names):
             raise ValueError(f"code config {cfg} does not fit {nl} layers and {len(label_names)} labels")
-        super().__init__(CodeDenoiser(cfg), rwkv_cfg, label_names, layers, mean, std, att_shift_mean, ffn_shift_mean, ema_decay, clip)
+        super().__init__(CodeDenoiser(cfg), rwkv_cfg, label_names, layers, mean, std, att_shift_mean, ffn_shift_mean, ema_decay, clip, base)
         k = cfg.dim // nl
         self.register_buffer("basis", torch.zeros(nl, k, F_) if basis is None else basis.float().clone())      # [nl, k, H·N·N]
         self.register_buffer("code_std", torch.ones(cfg.dim) if code_std is None else code_std.float().clone())
@@ -343,8 +365,9 @@ def _labels(model: StateDiffusionModel, label, n: int, device) -> torch.Tensor:
 @torch.no_grad()
 def generate_states(model: StateDiffusionModel, diffusion: Diffusion, label, n: int, steps: int = 50, guidance: float = 1.5,
                     seed: int = 0, base: RWKVState | None = None, weights: str = "ema", **sampler) -> RWKVState:
-    """`n` states for `label` (name, id, or a list of n), in model units, as an `RWKVState` batch, from
-    the `ema` (default) or `raw` weights; `sampler` goes to `Diffusion.sample` (e.g. `solver="ddim"`)."""
+    """`n` states for `label` (name, id, or a list of n), in model units, as an `RWKVState` batch on the
+    model's device, from the `ema` (default) or `raw` weights; `sampler` goes to `Diffusion.sample` (e.g.
+    `solver="ddim"`). A one-layer model inserts its layer into `base` (default: `model.base_state`)."""
     dev = model.mean.device
     y = _labels(model, label, n, dev)
     g = torch.Generator(device=dev).manual_seed(seed)
@@ -356,7 +379,9 @@ def generate_states(model: StateDiffusionModel, diffusion: Diffusion, label, n: 
 @torch.no_grad()
 def edit_state(model: StateDiffusionModel, diffusion: Diffusion, state: RWKVState, target_label, strength: float = 0.5,
                steps: int = 50, guidance: float = 1.5, seed: int = 0, weights: str = "ema") -> RWKVState:
-    "SDEdit a batch of states toward `target_label`; shift vectors become the target persona's means."
+    """SDEdit a batch of states toward `target_label`. All-layer model: every WKV layer is edited and the shift
+    vectors become the target persona's means. One-layer model: only that layer changes; the other layers
+    and the shift vectors stay the edited state's own."""
     dev = model.mean.device
     n = state.batch_size
     y = _labels(model, target_label, n, dev)
@@ -384,9 +409,11 @@ def interpolate_states(model: StateDiffusionModel, diffusion: Diffusion, a: RWKV
 
 # %% ../nbs/08_state_dit.ipynb #c009b
 def state_statistics(tr, norm: str = "channel", layers="all") -> dict:
-    """From a `StateDataset` `tr`: the normalisation (`mean`, `std` of the modelled coordinates) and the
-    personas' mean shift vectors. `norm`: `channel` (one scale per (layer, head) matrix) or `coordinate`."""
+    """From a `StateDataset` `tr`: the normalisation (`mean`, `std` of the modelled coordinates), the
+    personas' mean shift vectors and, for one layer, the `base` state (mean over all training states).
+    `norm`: `channel` (one scale per (layer, head) matrix) or `coordinate`."""
     cfg, names = tr.cfg, tr.label_names
+    _check_layers(layers, cfg.n_layer)
     wkv = tr.wkv if layers == "all" else tr.wkv[:, layers:layers + 1]
     flat = wkv.flatten(1)
     if norm == "coordinate": std = flat.std(0).clamp_min(1e-6 * float(flat.std(0).max()))
@@ -394,8 +421,19 @@ def state_statistics(tr, norm: str = "channel", layers="all") -> dict:
         std = wkv.flatten(3).std(dim=(0, 3))[:, :, None].expand(-1, -1, cfg.head_size ** 2).flatten()
     else: raise ValueError(f"dit_norm must be 'coordinate' or 'channel', got {norm!r}")
     y = tr.label_ids(names)
-    return dict(mean=flat.mean(0), std=std, att_shift_mean=torch.stack([tr.att_shift[y == i].mean(0) for i in range(len(names))]),
-                ffn_shift_mean=torch.stack([tr.ffn_shift[y == i].mean(0) for i in range(len(names))]))
+    out = dict(mean=flat.mean(0), std=std, att_shift_mean=torch.stack([tr.att_shift[y == i].mean(0) for i in range(len(names))]),
+               ffn_shift_mean=torch.stack([tr.ffn_shift[y == i].mean(0) for i in range(len(names))]))
+    if layers != "all": out["base"] = dict(wkv=tr.wkv.mean(0), att_shift=tr.att_shift.mean(0), ffn_shift=tr.ffn_shift.mean(0))
+    return out
+
+def profile_layers(p, cfg: RWKV7Config):
+    "What a profile's state models cover: `'all'` when its `state_layer` is empty, else that layer's index (checked against `cfg`)."
+    v = p.get("state_layer", "")
+    if v in ("", None, "all"): return "all"
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < cfg.n_layer:
+        raise ValueError(f"profile {p.get('name')!r}: state_layer = {v!r}, but the model has layers 0..{cfg.n_layer - 1} "
+                         f"(empty: all layers)")
+    return v
 
 def build_state_dit(tr, preset: str, norm: str = "channel", ema_decay: float = 0.999, layers="all") -> StateDiT:
     """A `StateDiT` of DiT preset `preset` for the states of `tr` (a `StateDataset`), with its statistics,

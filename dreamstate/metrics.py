@@ -94,13 +94,13 @@ def variance_ratios(gen: np.ndarray, real: np.ndarray, directions: np.ndarray) -
 # %% ../nbs/09_state_eval.ipynb #c006
 @torch.no_grad()
 def nll_from_states(model: RWKV7, states: RWKVState, texts: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    "Per-state mean NLL (nats/token) of `texts` `[n, T+1]` (row i read from state i)."
-    out = []
+    "Per-state mean NLL (nats/token) of `texts` `[n, T+1]` (row i read from state i), on the CPU."
+    dev, out = next(model.parameters()).device, []
     for i in range(0, texts.shape[0], batch_size):
-        x = texts[i:i + batch_size]
-        logits, _ = model(x[:, :-1], states[i:i + batch_size])
+        x = texts[i:i + batch_size].to(dev)
+        logits, _ = model(x[:, :-1], states[i:i + batch_size].to(dev))
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
-        out.append(nll.view(x.shape[0], -1).mean(1))
+        out.append(nll.view(x.shape[0], -1).mean(1).cpu())
     return torch.cat(out)
 
 @torch.no_grad()
@@ -108,9 +108,9 @@ def sample_continuations(model: RWKV7, states: RWKVState, tokenizer, n_tokens: i
                          top_p: float = 0.9, seed: int = 0, first: str = "\n", batch_size: int = 64) -> list[str]:
     "One sampled continuation per state, starting with the text `first`."
     first_ids = tokenizer.encode(first)
-    texts = []
+    dev, texts = next(model.parameters()).device, []
     for i in range(0, states.batch_size, batch_size):
-        st = states[i:i + batch_size]
+        st = states[i:i + batch_size].to(dev)
         x = torch.tensor([first_ids] * st.batch_size)
         out, _ = model.generate(x, st, max_new_tokens=n_tokens, temperature=temperature, top_p=top_p, seed=seed + i)
         texts += [tokenizer.decode(r.tolist()) for r in out]

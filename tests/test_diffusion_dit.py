@@ -213,3 +213,53 @@ def test_latent_residual_is_the_personas_complement():
             assert torch.allclose(out.mean(0), real_out.mean(0), atol=0.15 * float(real_out.std()))
         else:
             assert ratio < 1e-6 and float(out.abs().max()) < 1e-3
+
+
+def test_one_layer_models_insert_their_layer_into_a_base():
+    """`layers=1` (the paper's setting): the models see layer 1 only; generation puts it into the training
+    mean state (other layer and shift vectors), editing into the edited state; save/load keeps the base."""
+    import tempfile
+    from pathlib import Path
+    from dreamstate.dit import LatentStateModel, build_latent_model, build_state_dit
+    tr, rc = _tiny_states()
+    diff = Diffusion("cosine", 100, prediction="v")
+    mean_wkv, mean_att, mean_ffn = tr.wkv.mean(0), tr.att_shift.mean(0), tr.ffn_shift.mean(0)
+    dit = build_state_dit(tr, "DiT-T/4", layers=1)
+    assert dit.net.cfg.in_channels == rc.n_head and dit.latent_shape == (2, 16, 16)
+    assert torch.equal(dit.to_image(tr.wkv), dit.to_image(tr.wkv.clone().index_fill_(1, torch.tensor([0]), 7.0)))  # layer 0 unseen
+    lat = build_latent_model(tr, k=3, hidden=16, depth=1, layers=1)
+    assert lat.encode(tr.wkv).shape == (60, 3) and lat.basis.shape == (1, 3, 2 * 256)
+    for m in (dit, lat):
+        st = generate_states(m, diff, ["a", "b", "c"], 3, steps=3, seed=1)
+        assert st.wkv.shape == (2, 3, 2, 16, 16)
+        assert torch.equal(st.wkv[0], mean_wkv[0].expand(3, -1, -1, -1))              # the other layer: the training mean
+        assert torch.equal(st.att_shift, mean_att[:, None].expand(-1, 3, -1))         # shifts: the mean over all personas
+        assert torch.equal(st.ffn_shift, mean_ffn[:, None].expand(-1, 3, -1))
+        assert not torch.allclose(st.wkv[1], mean_wkv[1].expand(3, -1, -1, -1))       # the generated layer is not the base
+        src = tr.state([0, 25, 50])
+        ed = edit_state(m, diff, src, ["b", "c", "a"], strength=0.5, steps=3)
+        assert torch.equal(ed.wkv[0], src.wkv[0]) and torch.equal(ed.att_shift, src.att_shift)   # only layer 1 is edited
+        assert torch.equal(ed.ffn_shift, src.ffn_shift) and not torch.equal(ed.wkv[1], src.wkv[1])
+        with tempfile.TemporaryDirectory() as d:
+            m.save(Path(d) / "m.pt")
+            back = type(m).load(Path(d) / "m.pt")
+        assert back.layers == 1 and torch.equal(back.base_wkv, mean_wkv)
+        assert torch.equal(generate_states(back, diff, ["a", "b", "c"], 3, steps=3, seed=1).wkv, st.wkv)
+    # an all-layer model has no base: its checkpoint keys are what they were before one-layer models existed
+    assert not any(k.startswith("base_") for k in build_state_dit(tr, "DiT-T/4").state_dict())
+    with pytest.raises(ValueError, match="no base state"):
+        build_state_dit(tr, "DiT-T/4").base_state()
+    with pytest.raises(ValueError, match="layer index in 0..1"):
+        build_state_dit(tr, "DiT-T/4", layers=2)
+
+
+def test_profile_layers():
+    from dreamstate.config import load_profile
+    from dreamstate.dit import profile_layers
+    rc = RWKV7Config(vocab_size=256, n_layer=12, n_embd=64, head_size=16)
+    assert profile_layers(load_profile("cpu"), rc) == "all" and profile_layers(load_profile("smoke"), rc) == "all"
+    assert profile_layers(load_profile("paper"), rc) == 6 and profile_layers(load_profile("paper-smoke"), rc) == 1
+    with pytest.raises(ValueError, match="state_layer = 12.*0..11"):
+        profile_layers({"name": "x", "state_layer": 12}, rc)
+    with pytest.raises(ValueError, match="state_layer = 'middle'"):
+        profile_layers({"name": "x", "state_layer": "middle"}, rc)
