@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PROFILES', 'STYLE', 'project_root', 'Profile', 'load_profile', 'seed_everything', 'torch_generator', 'get_device',
-           'ProfileError', 'inspect_checkpoint', 'checkpoint_sha256', 'check_profile', 'plot_style', 'save_figure',
-           'save_table', 'notebooks', 'reproduce', 'reproduce_cli']
+__all__ = ['STYLE', 'ProfileError', 'project_root', 'Profile', 'read_settings', 'load_profile', 'seed_everything',
+           'torch_generator', 'get_device', 'inspect_checkpoint', 'checkpoint_sha256', 'check_profile', 'plot_style',
+           'save_figure', 'save_table', 'notebooks', 'match_notebook', 'write_back', 'reproduce', 'reproduce_cli']
 
 # %% ../nbs/00_config.ipynb #c004
-PROFILES = ("smoke", "cpu", "paper", "paper-smoke")
+class ProfileError(ValueError):
+    "A profile or run that cannot start (bad settings.ini, unknown profile or notebook, missing checkpoint); the message is the one line the user sees."
 
 def project_root(start: str | Path | None = None) -> Path:
     "The directory holding `settings.ini`, searched upwards from `start` (default: cwd, then the package)."
@@ -41,6 +42,33 @@ def _parse_value(s: str):
         except ValueError: pass
     return s
 
+def _kind(v) -> str:
+    "The type a [DEFAULT] value gives its key: 'int', 'float', 'bool', 'str', 'list of int', … or 'any' (empty)."
+    if isinstance(v, list):
+        kinds = {_kind(x) for x in v}
+        return "list of " + ("float" if kinds <= {"int", "float"} and "float" in kinds else kinds.pop() if len(kinds) == 1 else "str")
+    if v == "": return "any"
+    return {bool: "bool", int: "int", float: "float"}.get(type(v), "str")
+
+_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text"}
+
+def _typed(raw: str, kind: str):
+    "`raw` parsed as `kind`, or ValueError."
+    if kind == "any": return _parse_value(raw)
+    if kind == "str": return os.path.expandvars(raw.strip())
+    if kind.startswith("list of "):
+        k = kind.removeprefix("list of ")
+        return [_typed(x, k) for x in os.path.expandvars(raw.strip()).split(",")]   # one value is a list of one
+    v = _parse_value(raw)
+    if kind == "bool" and isinstance(v, bool): return v
+    if kind == "int" and isinstance(v, int) and not isinstance(v, bool): return v
+    if kind == "float" and isinstance(v, (int, float)) and not isinstance(v, bool): return float(v)
+    raise ValueError(kind)
+
+def _expected(kind: str) -> str:
+    if kind.startswith("list of "): return f"a comma-separated list of {kind.removeprefix('list of ')}s"
+    return _KIND_WORDS[kind]
+
 class Profile(dict):
     "A profile's settings as attributes (`p.seed`), plus its name and output folders."
     def __getattr__(self, k):
@@ -56,32 +84,59 @@ class Profile(dict):
         "Whether settings.ini gives this profile a checkpoint (even one whose variable is unset)."
         return bool(str(self.get("checkpoint_setting", "")).strip())
     @property
+    def writes_notebooks(self) -> bool:
+        "Whether `reproduce` writes executed notebooks back into `nbs/`: only `cpu`, whose outputs are committed."
+        return self["name"] == "cpu"
+    @property
     def figures_dir(self) -> Path:
         "Where figures and tables go: `figures/` for `cpu`, never `figures/` for the others."
         root = Path(self["root"])
         return {"cpu": root / "figures", "paper": root / "figures" / "paper"}.get(
             self["name"], root / "build" / self["name"] / "figures")
 
-def load_profile(name: str | None = None, root: str | Path | None = None) -> Profile:
-    "Read profile `name` (default: `smoke` under nbdev-test, else `cpu`) from `settings.ini`."
-    if name is None: name = "smoke" if os.environ.get("IN_TEST") else "cpu"
-    root = project_root(root)
+def read_settings(root: str | Path | None = None) -> configparser.RawConfigParser:
+    "`settings.ini` of the project at `root`, parsed; a syntax error is a one-line `ProfileError`."
+    f = project_root(root) / "settings.ini"
     cp = configparser.RawConfigParser(default_section="\0")   # [DEFAULT] read as a plain section
     cp.optionxform = str   # keep the case of setting names
-    cp.read(root / "settings.ini")
+    try: cp.read_string(f.read_text(), source=str(f))
+    except configparser.Error as e:
+        msg = " ".join(str(e).split())   # configparser's messages span lines
+        raise ProfileError(f"{f.name} cannot be parsed: {msg}") from None
+    return cp
+
+def load_profile(name: str | None = None, root: str | Path | None = None) -> Profile:
+    """Read profile `name` (default: `smoke` under nbdev-test, else `cpu`) from `settings.ini`, each value
+    parsed as the type its `[DEFAULT]` value has; any problem is a one-line `ProfileError`."""
+    if name is None: name = "smoke" if os.environ.get("IN_TEST") else "cpu"
+    root = project_root(root)
+    cp = read_settings(root)
     names = [s for s in cp.sections() if s != "DEFAULT"]
-    if name not in names: raise ValueError(f"unknown profile {name!r}; settings.ini defines {names}")
+    if name not in names: raise ProfileError(f"unknown profile {name!r}; settings.ini defines {', '.join(names)}")
     def own(sec, seen=()):
-        if sec in seen: raise ValueError(f"settings.ini: profiles inherit in a cycle: {' → '.join([*seen, sec])}")
-        if sec not in names: raise ValueError(f"settings.ini: [{seen[-1]}] inherits unknown profile {sec!r}")
+        "The raw values of `sec` after its `inherits`, each with the section it came from."
+        if sec in seen: raise ProfileError(f"settings.ini: profiles inherit in a cycle: {' → '.join([*seen, sec])}")
+        if sec not in names: raise ProfileError(f"settings.ini: [{seen[-1]}] inherits unknown profile {sec!r}")
         vals = dict(cp[sec])
         out = {}
         for parent in (x.strip() for x in vals.pop("inherits", "").split(",") if x.strip()): out.update(own(parent, (*seen, sec)))
-        return {**out, **vals}
-    raw = {**(dict(cp["DEFAULT"]) if cp.has_section("DEFAULT") else {}), **own(name)}
-    if os.environ.get("DREAMSTATE_DEVICE"): raw["device"] = os.environ["DREAMSTATE_DEVICE"]
-    p = Profile({k: _parse_value(v) for k, v in raw.items()})
-    p.update(name=name, root=str(root), checkpoint_setting=raw.get("checkpoint", "").strip())
+        return {**out, **{k: (v, sec) for k, v in vals.items()}}
+    defaults = dict(cp["DEFAULT"]) if cp.has_section("DEFAULT") else {}
+    raw = {**{k: (v, "DEFAULT") for k, v in defaults.items()}, **own(name)}
+    p = Profile()
+    for k, (v, sec) in raw.items():
+        if k not in defaults:
+            import difflib
+            near = difflib.get_close_matches(k, defaults, n=1)
+            raise ProfileError(f"settings.ini: [{sec}] sets {k!r}, which [DEFAULT] does not define"
+                               + (f" (did you mean {near[0]!r}?)" if near else "; add it to [DEFAULT] with its default value"))
+        kind = _kind(_parse_value(defaults[k]))
+        try: p[k] = _typed(v, kind)
+        except ValueError:
+            raise ProfileError(f"settings.ini: [{sec}] {k} = {v.strip()!r} is not {_expected(kind)} "
+                               f"(the type of [DEFAULT] {k} = {defaults[k].strip()})") from None
+    if os.environ.get("DREAMSTATE_DEVICE"): p["device"] = os.environ["DREAMSTATE_DEVICE"]
+    p.update(name=name, root=str(root), checkpoint_setting=raw.get("checkpoint", ("", ""))[0].strip())
     return p
 
 # %% ../nbs/00_config.ipynb #c009
@@ -104,9 +159,6 @@ def get_device(spec: str = "auto") -> torch.device:
     return dev
 
 # %% ../nbs/00_config.ipynb #c010b
-class ProfileError(ValueError):
-    "A profile that cannot run; the message is the one line the user sees."
-
 def _env_names(setting: str) -> list[str]:
     import re
     return [a or b for a, b in re.findall(r"\$\{(\w+)\}|\$(\w+)", setting)]
@@ -214,17 +266,22 @@ def save_table(rows: list[dict], name: str, out_dir: str | Path, digits: int = 4
 
 # %% ../nbs/00_config.ipynb #c015
 def _code_hash(nb_path: Path) -> str:
-    "Hash of a notebook's code cells only, so clearing outputs does not trigger a rerun."
+    "Hash of a notebook's code cells only, so clearing outputs (or writing them back) does not trigger a rerun."
     nb = json.loads(Path(nb_path).read_text())
     src = [("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
            for c in nb["cells"] if c["cell_type"] == "code"]
     return hashlib.sha256("\0".join(src).encode()).hexdigest()
 
-def _package_hash(root: Path) -> str:
+def _inputs_hash(root: Path, prof: Profile) -> str:
+    """What every notebook of `prof` depends on besides its own code: the package, `pyproject.toml`, the
+    prompt files and the profile's resolved values (so a comment in settings.ini, or another profile's
+    values, reruns nothing). The checkpoint's path is left out: `reproduce` adds its sha256."""
     h = hashlib.sha256()
-    for f in sorted((root / "dreamstate").glob("*.py")):
-        h.update(f.name.encode()); h.update(f.read_bytes())
-    h.update((root / "settings.ini").read_bytes())
+    files = sorted((root / "dreamstate").glob("*.py")) + sorted((root / "dreamstate" / "prompts").glob("*"))
+    for f in [*files, root / "pyproject.toml"]:
+        if f.is_file(): h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    values = {k: v for k, v in prof.items() if k not in ("root", "checkpoint")}
+    h.update(json.dumps(values, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 def _git_commit(root: Path) -> str:
@@ -238,7 +295,7 @@ def _git_commit(root: Path) -> str:
 def _versions() -> dict:
     from importlib.metadata import version, PackageNotFoundError
     out = {"python": platform.python_version()}
-    for p in ("torch", "triton", "numpy", "rwkv", "scikit-learn", "matplotlib", "papermill", "nbdev"):
+    for p in ("torch", "triton", "numpy", "rwkv", "scikit-learn", "matplotlib", "seaborn", "pandas", "papermill", "nbdev"):
         try: out[p] = version(p)
         except PackageNotFoundError: out[p] = None
     return out
@@ -251,49 +308,115 @@ def notebooks(root: Path) -> list[Path]:
     "The notebooks `reproduce` runs, in reading order."
     return sorted(p for p in (root / "nbs").glob("[0-9][0-9]_*.ipynb"))
 
+def match_notebook(nb: str, names: list[str]) -> str:
+    "The one notebook of `names` that `nb` names: exactly, or by prefix (`03` → `03_rwkv7`); else `ProfileError`."
+    nb = Path(nb).stem
+    if nb in names: return nb
+    hits = [n for n in names if n.startswith(nb)]
+    if len(hits) == 1: return hits[0]
+    if hits: raise ProfileError(f"NB={nb} is ambiguous: it starts {', '.join(hits)}")
+    raise ProfileError(f"no notebook {nb!r} in nbs/ (give a name or a prefix of one: {', '.join(names)})")
+
+_BAR = __import__("re").compile(r"\d+%\|.*\|")   # a tqdm bar: ` 40%|████      | 4/10 [00:01<00:02, …]`
+
+def _as_document(nb: dict, nbs_dir: Path) -> dict:
+    """An executed notebook as it is committed: the cell papermill injected removed, progress bars
+    dropped from stderr (the log of a run, not a result), then normalised by nbdev-clean."""
+    from nbdev.clean import clean_nb
+    from nbdev.config import get_config
+    nb["cells"] = [c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    for c in nb["cells"]:
+        if c.get("metadata", {}).get("tags") == []: del c["metadata"]["tags"]   # papermill adds empty tag lists
+        outs = []
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                text = "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+                kept = [ln for ln in text.replace("\r", "\n").split("\n") if ln.strip() and not _BAR.search(ln)]
+                if not kept: continue
+                o["text"] = "\n".join(kept) + "\n"
+            outs.append(o)
+        if "outputs" in c: c["outputs"] = outs
+    cfg = get_config(path=nbs_dir)   # the project's [tool.nbdev], as `nbdev-clean` reads it
+    clean_nb(nb, cfg.clear_all, cfg.get("allowed_metadata_keys") or [], cfg.get("allowed_cell_metadata_keys") or [],
+             cfg.clean_ids, cfg.get("allowed_out_metadata_keys") or [])
+    return nb
+
+def _write_atomic(path: Path, write):
+    "Call `write(tmp)` on a temporary name beside `path`, then rename: an interrupted write leaves no half file."
+    path = Path(path); tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")   # the suffix kept: writers read it
+    try: write(tmp); os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+def write_back(executed: Path, target: Path):
+    "Write the executed notebook `executed` to `target` (in `nbs/`) as a document (`_as_document`), atomically."
+    from fastcore.nbio import write_nb
+    nb = _as_document(json.loads(Path(executed).read_text()), Path(target).parent)
+    _write_atomic(target, lambda tmp: write_nb(nb, tmp))
+
+def _rel(p: Path) -> str:
+    p = Path(p).resolve()
+    return os.path.relpath(p) if p.is_relative_to(Path.cwd().resolve()) else str(p)
+
+def _execute(pm, path: Path, out: Path, profile: str, kernel: str, root: Path, failed: Path):
+    "papermill, quietly; a notebook that fails is kept as `failed` (never under its finished name)."
+    try: pm.execute_notebook(str(path), str(out), parameters={"profile": profile}, kernel_name=kernel,
+                             cwd=str(root / "nbs"), progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError:
+        if out.exists(): os.replace(out, failed)
+        raise
+
 def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | None = None) -> dict:
-    "Run the notebooks of `profile` (incrementally; `nb` forces one and what follows); returns the manifest."
-    import papermill as pm
+    """Run the notebooks of `profile` (incrementally; `nb`, a name or prefix, forces that one and what follows);
+    returns the manifest. The `cpu` profile also writes each executed notebook back into `nbs/`."""
+    import logging, papermill as pm
     prof = load_profile(profile, root)
     ckpt = check_profile(prof)
     root = Path(prof.root)
     nbs = notebooks(root)
-    names = [p.stem for p in nbs]
-    if nb is not None:
-        nb = Path(nb).stem
-        if nb not in names: raise ValueError(f"no notebook {nb!r} in nbs/; have {names}")
+    if nb is not None: nb = match_notebook(nb, [p.stem for p in nbs])
     out_dir, stamp_dir = prof.build_dir / "notebooks", prof.build_dir / "stamps"
     out_dir.mkdir(parents=True, exist_ok=True); stamp_dir.mkdir(parents=True, exist_ok=True)
     prof.figures_dir.mkdir(parents=True, exist_ok=True)
     man_path = prof.figures_dir / "manifest.json"
     manifest = json.loads(man_path.read_text()) if man_path.exists() else {}
     seconds = manifest.get("seconds_per_notebook", {})
-    pkg, key, forced = _package_hash(root) + (f"|checkpoint {ckpt['sha256']}" if ckpt else ""), "", False
+    pkg, key, forced = _inputs_hash(root, prof) + (f"|checkpoint {ckpt['sha256']}" if ckpt else ""), "", False
     manifest.pop("checkpoint", None)
     if ckpt: manifest["checkpoint"] = {k: v for k, v in ckpt.items() if k != "path"}
+    for name in ("papermill", "traitlets", "nbclient"): logging.getLogger(name).setLevel(logging.CRITICAL)   # one line per notebook
+    say = lambda msg, **kw: print(f"[reproduce:{profile}] {msg}", flush=True, **kw)
+    kernel = "python3" if _kernel_missing() else "dreamstate"
+    ran, t_all = [], time.time()
     for path in nbs:
         key = hashlib.sha256(f"{_code_hash(path)}|{pkg}|{key}".encode()).hexdigest()
         stamp = stamp_dir / f"{path.stem}.stamp"
         forced = forced or path.stem == nb
         if not forced and stamp.exists() and stamp.read_text() == key:
-            print(f"[reproduce:{profile}] {path.stem}: up to date", flush=True); continue
-        print(f"[reproduce:{profile}] {path.stem}: running", flush=True)
+            say(f"{path.stem}: up to date"); continue
+        say(f"{path.stem}: ", end="")
         stamp.unlink(missing_ok=True)
-        t0 = time.time()
+        t0, executed = time.time(), out_dir / path.name
+        failed = executed.with_name(f"{path.stem}.failed.ipynb")
+        failed.unlink(missing_ok=True)
         try:
-            pm.execute_notebook(str(path), str(out_dir / path.name), parameters={"profile": profile},
-                                kernel_name="python3" if _kernel_missing() else "dreamstate",
-                                cwd=str(root / "nbs"), progress_bar=False, log_output=True)
+            _write_atomic(executed, lambda tmp: _execute(pm, path, tmp, profile, kernel, root, failed))
         except pm.PapermillExecutionError as e:
             first = (e.source or "").strip().splitlines()[-1][:80] if e.source else ""
-            raise SystemExit(f"[reproduce:{profile}] {path.stem} failed at cell {e.cell_index} of the executed copy "
+            print(f"failed after {time.time() - t0:.0f} s", flush=True)
+            raise SystemExit(f"[reproduce:{profile}] {path.stem} failed at cell {e.cell_index} "
                              f"(In [{e.exec_count}], ending `{first}`): {e.ename}: {e.evalue}\n"
-                             f"executed copy: {out_dir / path.name}") from None
+                             f"executed up to the error: {_rel(failed)}") from None
+        if prof.writes_notebooks: write_back(executed, path)
         seconds[path.stem] = round(time.time() - t0, 1)
+        print(f"ran in {seconds[path.stem]:.0f} s" + (", outputs written to nbs/" if prof.writes_notebooks else ""), flush=True)
+        ran.append(path.stem)
         stamp.write_text(key)
         manifest.update(profile=profile, seed=prof.seed, commit=_git_commit(root), versions=_versions(),
                         device=_device_name(), seconds_per_notebook=seconds)
-        man_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        _write_atomic(man_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
+    say(f"{len(ran)} of {len(nbs)} notebooks run in {time.time() - t_all:.0f} s; figures and tables in "
+        f"{_rel(prof.figures_dir)}/, executed notebooks in {_rel(out_dir)}/"
+        + ("; the notebooks in nbs/ carry their outputs" if prof.writes_notebooks and ran else ""))
     return manifest
 
 def _kernel_missing() -> bool:
@@ -301,11 +424,11 @@ def _kernel_missing() -> bool:
     return "dreamstate" not in KernelSpecManager().find_kernel_specs()
 
 def reproduce_cli(argv: list[str] | None = None):
-    "Command line: `dreamstate-reproduce --profile cpu [--nb 08_state_dit]`."
+    "Command line: `dreamstate-reproduce --profile cpu [--nb 08]` (any section of settings.ini; a notebook name or prefix)."
     import argparse
     ap = argparse.ArgumentParser(description="Re-run the dreamstate notebooks of a profile.")
-    ap.add_argument("--profile", default="cpu", choices=PROFILES)
-    ap.add_argument("--nb", default=None, help="force this notebook and everything after it")
+    ap.add_argument("--profile", default="cpu", help="a section of settings.ini (smoke, cpu, paper, paper-smoke, …)")
+    ap.add_argument("--nb", default=None, help="force this notebook (a name or prefix, e.g. 03) and everything after it")
     a = ap.parse_args(argv)
     try: reproduce(a.profile, a.nb or None)
     except ProfileError as e:
