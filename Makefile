@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 NB ?=
 
-.PHONY: install test reproduce lab clean sync-check
+.PHONY: install test reproduce lab docs clean sync-check
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,9 @@ sync-check: install
 	  diff <(echo "$$before") <(echo "$$after"); exit 1; fi; \
 	if [ -d .git ] && git status --porcelain --untracked-files=all -- dreamstate | grep -q .; then \
 	  echo "dreamstate/ differs from git (modified or untracked files):"; git status --porcelain --untracked-files=all -- dreamstate; exit 1; fi
-	@echo "notebooks and package in sync"
+	@$(BIN)/python -c "import sys; from dreamstate.config import notebooks_to_clean as f; bad = f(); \
+	  bad and sys.exit('nbdev-clean would change nbs/' + ', nbs/'.join(bad) + ': run .venv/bin/nbdev-clean and commit')"
+	@echo "notebooks and package in sync, notebooks clean"
 
 test: install sync-check
 	$(BIN)/nbdev-test --n-workers 2 --timing
@@ -41,6 +43,11 @@ reproduce: install
 lab: install
 	$(BIN)/pip install -q -e '.[lab]'
 	$(BIN)/jupyter lab nbs/
+
+# the documentation site (Quarto renders it into _docs/); Quarto is not a pip package, so this skips where it is missing
+docs: install
+	@if command -v quarto >/dev/null; then $(BIN)/nbdev-docs; \
+	else echo "make docs: skipped, Quarto is not installed (https://quarto.org; then make docs builds _docs/)"; fi
 
 clean:
 	rm -rf build .pytest_cache
