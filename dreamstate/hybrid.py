@@ -24,7 +24,7 @@ __all__ = ["HybridConfig", "DeltaLinear", "ContextEncoder", "HybridRWKV7", "hybr
 
 # %% auto #0
 __all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_example', 'HybridConfig', 'DeltaLinear', 'ContextBlock', 'ContextEncoder',
-           'ParamDenoiser', 'HybridRWKV7', 'hybrid_loss', 'encoder_grad_at_init']
+           'ParamDenoiser', 'HybridRWKV7', 'hybrid_loss', 'fit_denoiser', 'encoder_grad_at_init']
 
 # %% ../nbs/10_hybrid.ipynb #k001
 KV_KEYS = ("fox", "owl", "elk", "eel", "ant", "bee", "cat", "yak")
@@ -169,6 +169,9 @@ class HybridRWKV7(nn.Module):
         a0 = 0.0 if hcfg.freeze_alpha else hcfg.alpha0
         self.alpha = nn.Parameter(torch.full((L, 3), a0), requires_grad=not hcfg.freeze_alpha)
         self.denoiser = ParamDenoiser(L * 3 * self.n_coef, d, hcfg.denoiser_hidden, hcfg.denoiser_depth)
+        # ρ: running rms of the generated coefficients (the denoiser works on s/ρ), and how many updates it has had
+        self.register_buffer("coef_rms", torch.ones(()))
+        self.register_buffer("coef_updates", torch.zeros((), dtype=torch.long))
 
     def encode(self, ctx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         "Context tokens `[B,Tc]` (mask `[B,Tc]`, True = real) → z `[B,d]`, read in parallel."
@@ -227,10 +230,19 @@ class HybridRWKV7(nn.Module):
         reg = self.delta_norm2(s).mean()
         loss = ce + self.hcfg.lambda_reg * reg
         diff = torch.zeros((), device=ce.device)
+        if self.training: self.update_coef_rms(s)
         if self.hcfg.lambda_diff > 0:
-            diff = diffusion.loss(self.denoiser, s.detach().flatten(1), z, null_label=0.0, p_uncond=0.1, generator=generator)
+            diff = diffusion.loss(self.denoiser, s.detach().flatten(1) / self.coef_rms, z, null_label=0.0, p_uncond=0.1, generator=generator)
             loss = loss + self.hcfg.lambda_diff * diff
         return loss, {"ce": ce.detach(), "diffusion": diff.detach(), "reg": reg.detach()}
+
+    @torch.no_grad()
+    def update_coef_rms(self, s: torch.Tensor, decay: float = 0.99):
+        "ρ ← d·ρ + (1−d)·rms(s), d = min(decay, (1+n)/(10+n)) after n updates (the first update sets ρ)."
+        n = int(self.coef_updates)
+        d = 0.0 if n == 0 else min(decay, (1 + n) / (10 + n))
+        self.coef_rms.mul_(d).add_((1 - d) * s.detach().float().pow(2).mean().sqrt().clamp_min(1e-12))
+        self.coef_updates.add_(1)
 
     @torch.no_grad()
     def sample_coefficients(self, z: torch.Tensor, diffusion: Diffusion, steps: int = 25, seed: int = 0) -> torch.Tensor:
@@ -238,7 +250,7 @@ class HybridRWKV7(nn.Module):
         times uniform in log-SNR) from pure noise; shaped like `coefficients`."""
         g = torch.Generator(device=z.device).manual_seed(seed)
         x = torch.randn(z.shape[0], self.cfg.n_layer * 3 * self.n_coef, generator=g, device=z.device)
-        return diffusion.sample(self.denoiser, x, z, steps=steps).view(-1, self.cfg.n_layer, 3, *self.hcfg.coef_shape)
+        return (diffusion.sample(self.denoiser, x, z, steps=steps) * self.coef_rms).view(-1, self.cfg.n_layer, 3, *self.hcfg.coef_shape)
 
 def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None):
     "The multi-objective loss on a batch (ctx, ctx_mask, window); returns (loss, per-term metrics). `model` may be DDP-wrapped."
@@ -249,6 +261,35 @@ def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None)
     metrics = {k: v.item() for k, v in terms.items()}
     metrics.update({f"alpha_{l}_{m[0]}": net.alpha[l, j].item() for l in range(net.cfg.n_layer) for j, m in enumerate(MATS)})
     return loss, metrics
+
+# %% ../nbs/10_hybrid.ipynb #c007f
+def fit_denoiser(model: HybridRWKV7, batch_fn, diffusion: Diffusion, steps: int, lr: float = 1e-3, seed: int = 0,
+                 progress: bool = False) -> list[float]:
+    """Fit the parameter denoiser to the trained (frozen) encoder and head: `steps` Adam steps on the denoising
+    loss of s(c)/ρ for the contexts of `batch_fn(step)` (→ ctx, mask, ...); ρ is first set to the rms of s over
+    the first 10 batches. Returns the loss per step. The LM path is untouched (its logits do not change)."""
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model.coef_rms.fill_(torch.cat([model.coefficients(model.encode(*(t.to(dev) for t in batch_fn(i)[:2]))).flatten(1)
+                                        for i in range(10)]).pow(2).mean().sqrt().clamp_min(1e-12))
+    opt = torch.optim.AdamW(model.denoiser.parameters(), lr=lr, weight_decay=0.0)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    losses = []
+    model.denoiser.train()
+    it = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc="fit_denoiser")
+    for i in it:
+        ctx, mask = (t.to(dev) for t in batch_fn(i)[:2])
+        with torch.no_grad(): z = model.encode(ctx, mask); s = model.coefficients(z).flatten(1) / model.coef_rms
+        loss = diffusion.loss(model.denoiser, s, z, null_label=0.0, p_uncond=0.1, generator=g)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        losses.append(loss.item())
+    model.train(was_training)
+    return losses
 
 # %% ../nbs/10_hybrid.ipynb #g001
 def encoder_grad_at_init(model: HybridRWKV7, ctx: torch.Tensor, win: torch.Tensor) -> tuple[float, float]:

@@ -127,3 +127,24 @@ def test_hybrid_with_triton_backend_equals_torch_path():
         h.core.backend = "chunked"; ref = h(ctx, None, x)
         h.core.backend = "triton"; out = h(ctx, None, x)
     assert float((out - ref).abs().max() / ref.abs().max()) < 1e-4
+
+
+def test_fit_denoiser_learns_the_heads_coefficients():
+    """The denoiser works on s/ρ (ρ = rms of the head's s) and, fitted to a frozen head, samples coefficients
+    closer to the head's than the unit-scale noise it starts from; the logits do not move."""
+    from dreamstate.hybrid import fit_denoiser
+    torch.manual_seed(0)
+    h = HybridRWKV7(CFG, HybridConfig(rank=2, ctx_dim=16, head_init=0.05, denoiser_hidden=64, denoiser_depth=2), seed=8)
+    ctxs = torch.randint(1, 256, (4, 12))                       # four contexts, each a point mass s(c)
+    batch_fn = lambda i: (ctxs, torch.ones_like(ctxs, dtype=torch.bool))
+    x = torch.randint(1, 256, (4, 6))
+    with torch.no_grad(): before = h(ctxs, None, x)
+    d = Diffusion(prediction="v")
+    losses = fit_denoiser(h, batch_fn, d, steps=1500, lr=3e-3)
+    with torch.no_grad():
+        s = h.coefficients(h.encode(ctxs))
+        assert abs(float(h.coef_rms) - float(s.pow(2).mean().sqrt())) < 1e-6 and float(h.coef_rms) < 0.2
+        assert torch.equal(h(ctxs, None, x), before)
+        samp = h.sample_coefficients(h.encode(ctxs), d, steps=10, seed=1)
+    assert samp.shape == s.shape and len(losses) == 1500
+    assert float((samp - s).pow(2).mean().sqrt()) < 0.5 * float(s.pow(2).mean().sqrt())
