@@ -1,0 +1,134 @@
+"""Is the hybrid's miss on the key–value task a training budget, a size, or the design? One seed per run,
+the `cpu` profile's hybrid shape and key–value task (notebook 11's batches and held-out set), with
+answer exact-match accuracy with the model's own context and with another example's (shuffled).
+
+Runs: the budget (180, 600, 1500 steps) for the hybrid (matrix coefficients), the prefix model and the
+diagonal design; at 600 steps a wider context encoder, a larger rank, outer-product pooling of the
+encoder's tokens instead of one vector, no diffusion and norm terms; and for the parameter denoiser,
+accuracy with sampled coefficients with and without the rms normalisation ρ, and after `fit_denoiser`.
+Writes results/hybrid_kv_check.json after each run (rerun skips what is there). Needs no build/.
+
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_kv_check.py
+"""
+import json, random, sys, tempfile, time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dreamstate.config import load_profile
+from dreamstate.diffusion import Diffusion
+from dreamstate.dit import _timestep_embedding
+from dreamstate.hybrid import HybridConfig, HybridRWKV7, fit_denoiser, hybrid_loss, kv_example
+from dreamstate.rwkv7 import RWKV7, RWKV7Config
+from dreamstate.train import TrainConfig, train
+
+torch.set_num_threads(1)
+P = load_profile("cpu")
+OUT = Path(__file__).parent / "results" / "hybrid_kv_check.json"
+SEED, KQ, KMIN, KMAX = P.seed, P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
+CORE = RWKV7Config(vocab_size=256, n_layer=P.hyb_n_layer, n_embd=P.hyb_n_embd, head_size=P.hyb_head_size)
+DIFF = Diffusion(prediction=P.hyb_diff_prediction)
+
+
+class OuterHybrid(HybridRWKV7):
+    "S(c) = masked mean over the context's encoded tokens of a_t b_tᵀ (outer-product pooling; a at scale ε, b unit)."
+    def __init__(self, cfg, hc, seed=0):
+        super().__init__(cfg, hc, seed)
+        L, r, d = cfg.n_layer, hc.rank, hc.ctx_dim
+        self.ha, self.hb, self.norm_t = nn.Linear(d, L * 3 * r), nn.Linear(d, L * 3 * r), nn.LayerNorm(d)
+        nn.init.normal_(self.ha.weight, std=hc.head_init * d ** -0.5); nn.init.zeros_(self.ha.bias)
+        nn.init.normal_(self.hb.weight, std=d ** -0.5); nn.init.zeros_(self.hb.bias)
+
+    def encode(self, ctx, mask=None):
+        mask = torch.ones_like(ctx, dtype=torch.bool) if mask is None else mask
+        e = self.encoder
+        h = e.emb(ctx) + _timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
+        for b in e.blocks: h = b(h, mask)
+        self._tok = (self.norm_t(h), mask)
+        m = mask.to(h.dtype)[..., None]
+        return e.norm((h * m).sum(1) / m.sum(1).clamp_min(1))
+
+    def coefficients(self, z):
+        h, mask = self._tok
+        B, T, _ = h.shape
+        L, r = self.cfg.n_layer, self.hcfg.rank
+        a, b = self.ha(h).view(B, T, L, 3, r), self.hb(h).view(B, T, L, 3, r)
+        m = mask.to(h.dtype)
+        return torch.einsum("btlmr,btlmq,bt->blmrq", a, b, m) / m.sum(1).clamp_min(1)[:, None, None, None, None]
+
+
+def kv_batches(seed):
+    "notebook 11's key–value training batches"
+    def f(step):
+        r = random.Random(f"kv-train/{seed}/{step}")
+        n = r.randint(KMIN, KMAX)
+        ex = [kv_example(r, n, KQ) for _ in range(P.hyb_batch)]
+        ctx = torch.tensor([c for c, _, _ in ex])
+        return ctx, torch.ones_like(ctx, dtype=torch.bool), torch.tensor([w for _, w, _ in ex])
+    return f
+
+
+def run(kind, steps, rank=P.hyb_rank, ctx_dim=P.hyb_ctx_dim, lambda_diff=P.hyb_lambda_diff, lambda_reg=P.hyb_lambda_reg,
+        coef="matrix", rho=True, fit=0):
+    hc = HybridConfig(rank=rank, ctx_dim=ctx_dim, ctx_depth=P.hyb_ctx_depth, ctx_heads=P.hyb_ctx_heads, max_ctx=1024,
+                      alpha0=P.hyb_alpha0, head_init=P.hyb_head_init, lambda_diff=lambda_diff, lambda_reg=lambda_reg, coef=coef)
+    if kind == "prefix":
+        torch.manual_seed(SEED)
+        m = RWKV7(CORE).init_weights(seed=SEED)
+        read = lambda c: m(torch.cat([c, torch.zeros_like(c[:, :1])], 1))[1]
+        def loss_fn(model, b):
+            lg = model(b[2][:, :-1], read(b[0]))[0]
+            l = F.cross_entropy(lg.reshape(-1, 256), b[2][:, 1:].reshape(-1)); return l, {"ce": l.item()}
+        logits = lambda c, x, s=None: m(x, read(c))[0]
+    else:
+        m = (OuterHybrid if kind == "outer" else HybridRWKV7)(CORE, hc, seed=SEED)
+        if not rho: m.update_coef_rms = lambda *a, **k: None          # ρ stays 1: the denoiser sees raw coefficients
+        g = torch.Generator()
+        def loss_fn(model, b):
+            g.manual_seed(int(b[2].sum())); return hybrid_loss(model, b, DIFF, generator=g)
+        logits = lambda c, x, s=None: m(c, None, x, s=s)
+    t0 = time.time()
+    train(m, kv_batches(SEED), loss_fn, TrainConfig(steps=steps, lr=P.hyb_lr, warmup=P.hyb_warmup, ckpt_every=10**9,
+                                                    log_every=max(1, steps // 10), seed=SEED), tempfile.mkdtemp(), progress=False)
+    m.eval()
+    r = random.Random(f"kv-eval/{KMAX}")
+    ex = [kv_example(r, KMAX, KQ) for _ in range(P.hyb_kv_eval)]
+    ctx, win = torch.tensor([e[0] for e in ex]), torch.tensor([e[1] for e in ex])
+    @torch.no_grad()
+    def acc(c, s=None):
+        hit = logits(c, win[:, :-1], s).argmax(-1) == win[:, 1:]
+        return float(hit.view(len(ex), -1, 8)[:, :, 4:7].all(-1).float().mean())
+    out = {"acc": acc(ctx), "acc_shuffled": acc(torch.roll(ctx, len(ex) // 2, 0))}
+    if kind != "prefix" and lambda_diff > 0:
+        with torch.no_grad(): z = m.encode(ctx)
+        out["acc_sampled"] = acc(ctx, m.sample_coefficients(z, DIFF, P.hyb_sample_steps, seed=0))
+        if fit:
+            fit_denoiser(m, kv_batches(SEED + 10_000), DIFF, fit, seed=SEED)
+            with torch.no_grad(): z = m.encode(ctx)
+            out[f"acc_sampled_after_fit{fit}"] = acc(ctx, m.sample_coefficients(z, DIFF, P.hyb_sample_steps, seed=0))
+    out["seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+RUNS = {
+    **{f"hybrid, {s} steps": dict(kind="hybrid", steps=s) for s in (180, 600, 1500)},
+    **{f"prefix, {s} steps": dict(kind="prefix", steps=s) for s in (180, 600, 1500)},
+    **{f"hybrid diagonal, {s} steps": dict(kind="hybrid", steps=s, coef="diag") for s in (180, 600)},
+    "hybrid, 600 steps, ctx_dim 64": dict(kind="hybrid", steps=600, ctx_dim=64),
+    "hybrid, 600 steps, rank 16": dict(kind="hybrid", steps=600, rank=16),
+    "hybrid, 600 steps, outer-product pooling": dict(kind="outer", steps=600),
+    "hybrid, 600 steps, no diffusion or norm term": dict(kind="hybrid", steps=600, lambda_diff=0.0, lambda_reg=0.0),
+    "hybrid, 600 steps, denoiser without ρ, then fit_denoiser": dict(kind="hybrid", steps=600, rho=False, fit=P.hyb_denoiser_steps),
+}
+
+if __name__ == "__main__":
+    res = json.loads(OUT.read_text()) if OUT.exists() else {}
+    res["_setup"] = {"profile": "cpu", "seed": SEED, "core": str(CORE), "eval_examples": P.hyb_kv_eval, "facts": KMAX,
+                     "questions": KQ, "torch_threads": 1, "chance": 1 / 8}
+    for name, kw in RUNS.items():
+        if name in res: continue
+        res[name] = {**{k: v for k, v in kw.items()}, **run(**kw)}
+        print(name, res[name], flush=True)
+        OUT.write_text(json.dumps(res, indent=1))
