@@ -42,7 +42,7 @@ reproduce: install
 
 lab: install
 	$(BIN)/pip install -q -e '.[lab]'
-	$(BIN)/jupyter lab nbs/
+	$(BIN)/jupyter lab nbs/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # the documentation site (Quarto renders it into _docs/); Quarto is not a pip package, so this skips where it is missing
 docs: install

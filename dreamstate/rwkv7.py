@@ -208,7 +208,10 @@ def _atomic_save(obj, path):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp); os.replace(tmp, path)
+        torch.save(obj, tmp)
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp creates 0600; a checkpoint is as readable as any file the user writes
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
 

@@ -88,3 +88,19 @@ def test_config_read_from_published_shapes(tmp_path):
     cfg = RWKV7.load(tmp_path / "c.pth").cfg
     assert (cfg.vocab_size, cfg.n_embd, cfg.n_layer, cfg.head_size, cfg.n_head, cfg.dim_ffn) == (300, 128, 3, 32, 4, 448)
     assert (cfg.d_decay_lora, cfg.d_aaa_lora, cfg.d_mv_lora, cfg.d_gate_lora) == (64, 32, 32, 96)
+
+
+def test_saved_files_are_not_private(tmp_path):
+    "Checkpoints and state files get the user's umask like any other file, not mkstemp's 0600."
+    import os
+    from dreamstate.rwkv7 import RWKV7, RWKV7Config
+    old = os.umask(0o022)
+    try:
+        m = RWKV7(RWKV7Config(vocab_size=32, n_layer=1, n_embd=32, head_size=16)).init_weights(seed=0)
+        m.save(tmp_path / "m.pth")
+        _, st = m(torch.randint(0, 32, (1, 3)))
+        st.save(tmp_path / "s.pth")
+    finally:
+        os.umask(old)
+    for f in ("m.pth", "s.pth"):
+        assert (tmp_path / f).stat().st_mode & 0o777 == 0o644
