@@ -406,6 +406,38 @@ def _execute(pm, path: Path, out: Path, profile: str, kernel: str, root: Path, f
         if out.exists(): os.replace(out, failed)
         raise
 
+def _source_changes(root: Path) -> list[str]:
+    """Uncommitted changes to what a run executes: files under `dreamstate/` and `settings.ini`, and notebooks
+    in `nbs/` whose cells (type and source) differ from HEAD — outputs, which the `cpu` run writes back, do not
+    count. Empty outside a git repository (nothing to compare with)."""
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, check=True).stdout
+    try: lines = git("status", "--porcelain", "--untracked-files=all", "--", "nbs", "dreamstate", "settings.ini").splitlines()
+    except (OSError, subprocess.CalledProcessError): return []
+    changed = []
+    for line in lines:
+        path = line[3:].split(" -> ")[-1].strip('"')
+        if path.endswith(".ipynb") and line[:2].strip() == "M":
+            try:
+                cells = lambda nb: [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]]
+                if cells(json.loads(git("show", f"HEAD:{path}"))) == cells(json.loads((root / path).read_text())): continue
+            except (subprocess.CalledProcessError, ValueError, KeyError): pass
+        if "__pycache__" in path or path.endswith(".pyc"): continue
+        changed.append(path)
+    return changed
+
+def _check_provenance(prof, root: Path) -> dict | None:
+    """A profile that writes the tracked `figures/` refuses a tree with uncommitted changes to its code
+    (one line; `ALLOW_DIRTY=1` writes anyway and the manifest records the files and the sha256 of their diff)."""
+    if not str(prof.figures_dir.resolve()).startswith(str((root / "figures").resolve())): return None
+    changed = _source_changes(root)
+    if not changed: return None
+    if os.environ.get("ALLOW_DIRTY") != "1":
+        raise ProfileError(f"uncommitted changes to {', '.join(changed[:4])}{' …' if len(changed) > 4 else ''}: commit them before "
+                           f"`make reproduce PROFILE={prof['name']}` writes figures/ (or set ALLOW_DIRTY=1 to write and record the diff)")
+    diff = subprocess.run(["git", "diff", "HEAD", "--", *changed], cwd=root, capture_output=True).stdout
+    return {"files": changed, "diff_sha256": hashlib.sha256(diff).hexdigest()}
+
 def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | None = None) -> dict:
     """Run the notebooks of `profile` (incrementally; `nb`, a name or prefix, forces that one and what follows);
     returns the manifest. The `cpu` profile also writes each executed notebook back into `nbs/`."""
@@ -413,6 +445,7 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
     prof = load_profile(profile, root)
     ckpt = check_profile(prof)
     root = Path(prof.root)
+    dirty = _check_provenance(prof, root)
     nbs = notebooks(root)
     if nb is not None: nb = match_notebook(nb, [p.stem for p in nbs])
     out_dir, stamp_dir = prof.build_dir / "notebooks", prof.build_dir / "stamps"
@@ -422,7 +455,9 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
     manifest = json.loads(man_path.read_text()) if man_path.exists() else {}
     seconds = manifest.get("seconds_per_notebook", {})
     pkg, key, forced = _inputs_hash(root, prof) + (f"|checkpoint {ckpt['sha256']}" if ckpt else ""), "", False
-    manifest.pop("checkpoint", None)
+    manifest.pop("checkpoint", None); manifest.pop("dirty", None)
+    if dirty: manifest["dirty"] = dirty
+    from_scratch = not any(stamp_dir.glob("*.stamp"))   # nothing built yet: this run's total is the from-scratch time
     if ckpt: manifest["checkpoint"] = {k: v for k, v in ckpt.items() if k != "path"}
     for name in ("papermill", "traitlets", "nbclient"): logging.getLogger(name).setLevel(logging.CRITICAL)   # one line per notebook
     say = lambda msg, **kw: print(f"[reproduce:{profile}] {msg}", flush=True, **kw)
@@ -457,7 +492,12 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
         manifest.update(profile=profile, seed=prof.seed, commit=commit, versions=_versions(),
                         device=_device_name(), seconds_per_notebook=seconds)
         _write_atomic(man_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
-    say(f"{len(ran)} of {len(nbs)} notebooks run in {time.time() - t_all:.0f} s; figures and tables in "
+    total = round(time.time() - t_all, 1)
+    if ran:
+        manifest["last_run"] = {"notebooks_run": ran, "seconds": total, "commit": commit}
+        if from_scratch and len(ran) == len(nbs): manifest["from_scratch"] = {"seconds": total, "commit": commit, "device": _device_name()}
+        _write_atomic(man_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
+    say(f"{len(ran)} of {len(nbs)} notebooks run in {total:.0f} s; figures and tables in "
         f"{_rel(prof.figures_dir)}/, executed notebooks in {_rel(out_dir)}/"
         + ("; the notebooks in nbs/ carry their outputs" if prof.writes_notebooks and ran else ""))
     return manifest

@@ -196,3 +196,37 @@ def test_cpu_writes_outputs_back_into_nbs(project):
     reproduce("cpu", nb="01_b", root=root)                        # forced rerun, same outputs: same bytes
     assert (root / "nbs" / "01_b.ipynb").read_bytes() == written
     assert not [f for f in (root / "nbs").iterdir() if ".tmp" in f.name]
+
+
+def _git(root, *args):
+    import subprocess
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(root), "PATH": "/usr/bin:/bin"})
+
+
+def test_provenance_refuses_a_dirty_tree_for_tracked_figures(project, monkeypatch):
+    """cpu (writes the tracked figures/) refuses uncommitted code; outputs written back into nbs/ do not count;
+    ALLOW_DIRTY=1 writes and records the files and the diff's hash; smoke (build/ only) never refuses. The
+    manifest keeps the from-scratch time apart from the last run."""
+    from dreamstate.config import ProfileError
+    root, log = project
+    (root / "pyproject.toml").write_text("[project]\nname='x'\n" + NBDEV)
+    _git(root, "init", "-q"); _git(root, "add", "-A"); _git(root, "commit", "-qm", "x")
+    monkeypatch.delenv("ALLOW_DIRTY", raising=False)
+    man = reproduce("cpu", root=root)                               # clean: runs; its write-back dirties only outputs
+    assert man["from_scratch"]["seconds"] > 0 and man["last_run"]["notebooks_run"] == ["00_a", "01_b"]
+    reproduce("cpu", nb="00", root=root)                            # outputs in nbs/ are not code changes
+    assert "from_scratch" in json.loads((root / "figures" / "manifest.json").read_text())
+    (root / "dreamstate" / "m.py").write_text("x = 2\n")
+    with pytest.raises(ProfileError, match="uncommitted changes to dreamstate/m.py.*ALLOW_DIRTY"):
+        reproduce("cpu", root=root)
+    nb = json.loads((root / "nbs" / "01_b.ipynb").read_text())
+    nb["cells"][1]["source"] = ["print(1)\n"]
+    (root / "nbs" / "01_b.ipynb").write_text(json.dumps(nb))
+    with pytest.raises(ProfileError, match="nbs/01_b.ipynb"):
+        reproduce("cpu", root=root)
+    reproduce("smoke", root=root)                                   # build/smoke only: no refusal
+    monkeypatch.setenv("ALLOW_DIRTY", "1")
+    man = reproduce("cpu", root=root)
+    assert sorted(man["dirty"]["files"]) == ["dreamstate/m.py", "nbs/01_b.ipynb"] and len(man["dirty"]["diff_sha256"]) == 64
