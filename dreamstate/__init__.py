@@ -2,7 +2,7 @@
 
 Modules:
 
-- `dreamstate.hybrid`: `HybridRWKV7`: an RWKV-7 core whose receptance, key and value matrices are modulated per example by low-rank updates generated from a global context, a context encoder that reads that context in parallel, a diffusion model over the generated updates, and the multi-objective loss. Also the key–value facts task, where the answer is only in the context.
+- `dreamstate.hybrid`: `HybridRWKV7`: an RWKV-7 core whose receptance, key and value matrices are modulated per example by low-rank updates generated from a global context, a context encoder that reads that context in parallel, a diffusion model over the generated updates, and the multi-objective loss. Also the key–value facts task, where the answer is only in the context, its tokenisation for any tokenizer (`tokenize_kv`), and what a checkpoint profile needs to start the hybrid and its baselines from a pretrained core (`HybridRWKV7.load_core`, `widen_ffn`).
 - `dreamstate.metrics`: `dreamstate.metrics`: Fréchet distance and its two terms, k-NN precision and recall, variance ratios, nearest-neighbour copy checks, a persona probe, next-token loss from a given state, an independent text classifier for controlled generation, and confidence intervals. The notebook measures the two state models of notebook 08 against baselines computed here.
 - `dreamstate.states`: `collect_states` runs the LM over persona prompts and keeps each final state; `collect_prompt_states` adds states from the prompt set with sampled continuations; `StateDataset` stores them (safetensors + a metadata table), normalises them, and checks they belong to the model at hand."""
 

@@ -148,3 +148,57 @@ def test_fit_denoiser_learns_the_heads_coefficients():
         samp = h.sample_coefficients(h.encode(ctxs), d, steps=10, seed=1)
     assert samp.shape == s.shape and len(losses) == 1500
     assert float((samp - s).pow(2).mean().sqrt()) < 0.5 * float(s.pow(2).mean().sqrt())
+
+
+def test_tokenize_kv_marks_each_questions_answer_tokens():
+    """Bytes: the example itself, question numbers exactly on the value bytes. World tokens: every question's answer
+    tokens are contiguous, cover its value, and nothing else is marked."""
+    import random
+    from dreamstate.data import ByteTokenizer, WorldTokenizer
+    from dreamstate.hybrid import kv_example, tokenize_kv
+    rng, world = random.Random(3), WorldTokenizer()
+    for _ in range(100):
+        c, w, a = kv_example(rng, rng.randint(2, 6), 2)
+        assert tokenize_kv(c, w, a, ByteTokenizer()) == (c, w, [(j // 8 + 1) if f else 0 for j, f in enumerate(a)])
+        ci, wi, q = tokenize_kv(c, w, a, world)
+        assert world.decode(ci) == bytes(c).decode() and world.decode(wi) == bytes(w).decode() and len(q) == len(wi) - 1
+        text = bytes(w).decode()
+        for n in (1, 2):
+            pos = [j for j, x in enumerate(q) if x == n]
+            assert pos and pos == list(range(pos[0], pos[-1] + 1))
+            value = text.split(";")[n].split("?")[1]
+            assert value in b"".join(world.id2bytes[i] for i in wi[1 + pos[0]:2 + pos[-1]]).decode()
+
+
+def test_load_core_and_widen_ffn_start_from_a_trained_model():
+    from dreamstate.hybrid import widen_ffn
+    from dreamstate.rwkv7 import RWKV7
+    core = RWKV7(CFG).init_weights(seed=0)
+    with torch.no_grad():
+        for p in core.parameters(): p.add_(0.02 * torch.randn_like(p))
+    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=1).load_core(core)
+    assert all(torch.equal(a, b) for a, b in zip(h.core.state_dict().values(), core.state_dict().values()))
+    with pytest.raises(ValueError, match="core config"):
+        HybridRWKV7(RWKV7Config(vocab_size=256, n_layer=1, n_embd=32, head_size=16), HybridConfig(rank=4)).load_core(core)
+    x = torch.randint(1, 256, (2, 11))
+    wide = widen_ffn(core, CFG.dim_ffn + 24, seed=0)
+    assert wide.cfg.dim_ffn == CFG.dim_ffn + 24 and torch.allclose(wide(x)[0], core(x)[0], atol=1e-5)
+    loss = wide(x)[0].square().mean(); loss.backward()
+    assert wide.blocks[0].ffn.value.weight.grad[:, CFG.dim_ffn:].abs().sum() > 0      # the new units learn
+    with pytest.raises(ValueError, match="smaller"): widen_ffn(core, 8)
+
+
+def test_padded_window_targets_are_left_out_of_the_loss():
+    "A target mask that is all True gives the unmasked loss; masked targets do not change it."
+    d = Diffusion("cosine", 100)
+    h = HybridRWKV7(CFG, HybridConfig(rank=4, lambda_diff=0.0), seed=5)
+    ctx, win = torch.randint(1, 256, (2, 8)), torch.randint(1, 256, (2, 10))
+    cm, full = torch.ones(2, 8, dtype=torch.bool), torch.ones(2, 9, dtype=torch.bool)
+    l0, _ = hybrid_loss(h, (ctx, cm, win), d)
+    l1, _ = hybrid_loss(h, (ctx, cm, win, full), d)
+    assert torch.equal(l0, l1)
+    mask = full.clone(); mask[:, 6:] = False
+    other = win.clone(); other[:, 7:] = torch.randint(1, 256, (2, 3))
+    la, _ = hybrid_loss(h, (ctx, cm, win, mask), d)
+    lb, _ = hybrid_loss(h, (ctx, cm, other, mask), d)
+    assert torch.allclose(la, lb)

@@ -206,4 +206,12 @@ def test_paper_smoke_end_to_end(tmp_path):
     assert not (build / "lm" / "last.pt").exists()                         # nothing was trained in 05
     lm_table = (build / "figures" / "lm_val_per_persona.csv").read_text()
     assert "bigram_ce" in lm_table
+    # 11: every row started from the checkpoint's core, read World tokens, answers scored per token
+    core = json.loads((build / "hybrid" / "core.json").read_text())
+    assert core["sha256"] == man["checkpoint"]["sha256"] and core["checkpoint"] == ck.name and core["tokenizer"] == "WorldTokenizer"
+    assert (core["n_layer"], core["n_embd"], core["n_head"], core["head_size"], core["vocab_size"]) == (2, 64, 2, 32, WORLD_V)
+    assert core["hybrid_core_equals_checkpoint"] and core["prefix_dim_ffn"] > core["dim_ffn"]
+    assert core["prefix_max_abs_logit_diff_at_step0"] < 1e-3                     # (b) widened without changing the function
+    assert "11_hybrid_eval" in man["seconds_per_notebook"]
+    assert "context_tokens" in (build / "figures" / "hybrid_context_length.csv").read_text()
     assert {d: _snapshot(ROOT / d) for d in ("figures", "nbs")} == before    # never writes figures/ or nbs/
