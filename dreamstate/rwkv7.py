@@ -254,16 +254,17 @@ class TimeMix(nn.Module):
 
     def step(self, x, shift, wkv_state, v_first, wkv_out=None):
         """One token, the operations of `forward` at T = 1 without the sequence machinery (no token-shift
-        concatenation, the state update written out in place): x, shift `[B,C]`, wkv_state `[B,H,N,N]`
-        float32; the new state is written into `wkv_out` (`[B,H,N,N]`, default a new tensor)."""
+        concatenation, the state update written out in place, the functional form of each sub-module to
+        save its call overhead): x, shift `[B,C]`, wkv_state `[B,H,N,N]` float32; the new state is
+        written into `wkv_out` (`[B,H,N,N]`, default a new tensor)."""
         B, C = x.shape
         H, N = self.n_head, self.head_size
         xx = shift.to(x.dtype) - x
         xr, xw, xk, xv, xa, xg = (x + xx * m.view(1, C) for m in (self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g))
-        r = self.receptance(xr)
+        r = F.linear(xr, self.receptance.weight)
         w = -F.softplus(-(self.w0.view(1, C) + torch.tanh(xw @ self.w1) @ self.w2)) - 0.5
-        k = self.key(xk)
-        v = self.value(xv)
+        k = F.linear(xk, self.key.weight)
+        v = F.linear(xv, self.value.weight)
         a = torch.sigmoid(self.a0.view(1, C) + (xa @ self.a1) @ self.a2)
         g = torch.sigmoid(xg @ self.g1) @ self.g2
         kk = F.normalize((k * self.k_k.view(1, C)).view(B, H, N), dim=-1, p=2.0)
@@ -277,9 +278,9 @@ class TimeMix(nn.Module):
         S += (wkv_state @ -kk[..., None]) * (kk * hv(a))[:, :, None]
         S += hv(v)[..., None] * hv(k)[:, :, None]
         y = (S @ hv(r)[..., None])[..., 0].to(x.dtype)
-        y = self.ln_x(y.view(B, C))
+        y = F.group_norm(y.view(B, C), H, self.ln_x.weight, self.ln_x.bias, self.ln_x.eps)
         y = y + ((r.view(B, H, N) * k.view(B, H, N) * self.r_k).sum(-1, keepdim=True) * v.view(B, H, N)).view(B, C)
-        return self.output(y * g), x, S, v_first
+        return F.linear(y * g, self.output.weight), x, S, v_first
 
 class ChannelMix(nn.Module):
     def __init__(self, cfg: RWKV7Config):
@@ -295,8 +296,8 @@ class ChannelMix(nn.Module):
 
     def step(self, x, shift):
         "One token: x, shift `[B,C]`."
-        k = torch.relu(self.key(x + (shift.to(x.dtype) - x) * self.x_k.view(1, -1))) ** 2
-        return self.value(k), x
+        k = torch.relu(F.linear(x + (shift.to(x.dtype) - x) * self.x_k.view(1, -1), self.key.weight)) ** 2
+        return F.linear(k, self.value.weight), x
 
 class Block(nn.Module):
     def __init__(self, cfg: RWKV7Config, layer_id: int):
@@ -389,18 +390,19 @@ class RWKV7(nn.Module):
         if state is None: state = RWKVState.zeros(self.cfg, B, tokens.device, x.dtype)
         else: state = state.check(self.cfg, B).expand(B)
         out = RWKVState(torch.empty_like(state.wkv), torch.empty_like(state.att_shift), torch.empty_like(state.ffn_shift))
+        ln = lambda m, x: F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
         v_first = None
         for i, blk in enumerate(self.blocks):
-            if i == 0: x = blk.ln0(x)
-            xa = blk.ln1(x)
+            if i == 0: x = ln(blk.ln0, x)
+            xa = ln(blk.ln1, x)
             dx, _, _, v_first = blk.att.step(xa, state.att_shift[i], state.wkv[i], v_first, wkv_out=out.wkv[i])
             out.att_shift[i] = xa
             x = x + dx
-            xf = blk.ln2(x)
+            xf = ln(blk.ln2, x)
             dx, _ = blk.ffn.step(xf, state.ffn_shift[i])
             out.ffn_shift[i] = xf
             x = x + dx
-        return self.head(self.ln_out(x)), out
+        return F.linear(ln(self.ln_out, x), self.head.weight), out
 
     @torch.no_grad()
     def generate(self, tokens, state: RWKVState | None = None, max_new_tokens: int = 64, temperature: float = 1.0,
