@@ -12,7 +12,10 @@ Ours is timed by each path that exists: `forward` (`model(tokens[:, None], state
 machinery at T = 1) and `step` (`model.step(tokens, state)`, where the model has it). The
 implementations are timed in alternation (package, ours, …) in one process, `--pairs` times after a
 warm-up; the JSON gives the median tokens/s of each and the median and range of the per-pair ratios
-(package time / our time: above 1 is faster than the package). Before timing, the two are checked
+(package time / our time: above 1 is faster than the package). Alongside, `matrices` times the
+step's matrix products alone (every weight matrix of the package's model, `[B,in] @ [in,out]` in its
+transposed layout, the head included): each token must read all of them, so package time /
+`matrices` time bounds what any exact fp32 step could reach against the package. Before timing, the two are checked
 to agree: the same `--check-steps` tokens fed to both, the last logits' max |difference| relative to
 max |package logits|, per batch element.
 
@@ -56,6 +59,13 @@ def run_ref(ref, toks):
     return torch.stack(out)
 
 
+def matrix_products(ref, B):
+    "fn() doing one step's weight-matrix products alone, on the package's own (transposed) weights."
+    mats = [m for n, m in ref.z.items() if m.dim() == 2 and n != "emb.weight" and m.numel() > 0]
+    xs = {m.shape[0]: torch.randn(B, m.shape[0]) for m in mats}
+    return lambda: [xs[m.shape[0]] @ m for m in mats]
+
+
 def rel_err(ours, ref):
     "Per batch element: max |ours - ref| / max |ref|."
     return ((ours - ref).abs().amax(-1) / ref.abs().amax(-1)).tolist()
@@ -71,6 +81,7 @@ def main():
     ap.add_argument("--check-steps", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. 'machine shared with a 1-thread job')")
+    ap.add_argument("--tag", default="", help="appended to the file name (e.g. a second shape)")
     ap.add_argument("--out", default=str(ROOT / "kernels" / "results"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -100,8 +111,10 @@ def main():
             errs = {n: max(rel_err(run_ours(fn, check, None if n == "forward" else RWKVState.zeros(cfg, B))[0], ref_logits))
                     for n, fn in paths.items()}
             toks = torch.randint(1, a.vocab, (B, a.steps), generator=g)
+            mm = matrix_products(ref, B)
             impls = {"rwkv": lambda: run_ref(ref, toks),
-                     **{n: (lambda fn=fn: run_ours(fn, toks, RWKVState.zeros(cfg, B))) for n, fn in paths.items()}}
+                     **{n: (lambda fn=fn: run_ours(fn, toks, RWKVState.zeros(cfg, B))) for n, fn in paths.items()},
+                     "matrices": lambda: [mm() for _ in range(a.steps)]}
             for fn in impls.values(): fn()                      # warm-up (the package's TorchScript profiles its first calls)
             times = {n: [] for n in impls}
             for _ in range(a.pairs):
@@ -113,10 +126,11 @@ def main():
                 row[n] = {"tokens_per_s": B * a.steps / statistics.median(times[n]), "ratio_median": statistics.median(ratios),
                           "ratio_min": min(ratios), "ratio_max": max(ratios), "max_rel_err_logits": errs[n]}
             row["ms_per_step"] = {n: 1e3 * statistics.median(ts) / a.steps for n, ts in times.items()}
+            row["rwkv_over_matrices"] = statistics.median([tr / tm for tr, tm in zip(times["rwkv"], times["matrices"])])
             res["results"].append(row)
             print(json.dumps(row, indent=1), flush=True)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    (out / f"decode-cpu-{res['date']}.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / f"decode-cpu-{res['date']}{a.tag}.json").write_text(json.dumps(res, indent=1) + "\n")
 
 
 if __name__ == "__main__":
