@@ -255,6 +255,36 @@ class TimeMix(nn.Module):
         y = y + ((hv(r) * hv(k) * self.r_k).sum(-1, keepdim=True) * hv(v)).view(B, T, C)
         return self.output(y * g), x[:, -1], wkv_state, v_first
 
+    def step(self, x, shift, wkv_state, v_first, wkv_out=None):
+        """One token, the operations of `forward` at T = 1 without the sequence machinery (no token-shift
+        concatenation, the state update written out in place, the functional form of each sub-module to
+        save its call overhead): x, shift `[B,C]`, wkv_state `[B,H,N,N]` float32; the new state is
+        written into `wkv_out` (`[B,H,N,N]`, default a new tensor)."""
+        B, C = x.shape
+        H, N = self.n_head, self.head_size
+        xx = shift.to(x.dtype) - x
+        xr, xw, xk, xv, xa, xg = (x + xx * m.view(1, C) for m in (self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g))
+        r = F.linear(xr, self.receptance.weight)
+        w = -F.softplus(-(self.w0.view(1, C) + torch.tanh(xw @ self.w1) @ self.w2)) - 0.5
+        k = F.linear(xk, self.key.weight)
+        v = F.linear(xv, self.value.weight)
+        a = torch.sigmoid(self.a0.view(1, C) + (xa @ self.a1) @ self.a2)
+        g = torch.sigmoid(xg @ self.g1) @ self.g2
+        kk = F.normalize((k * self.k_k.view(1, C)).view(B, H, N), dim=-1, p=2.0)
+        k = k * (1 + (a - 1) * self.k_a.view(1, C))
+        if self.layer_id == 0: v_first = v
+        else: v = v + (v_first - v) * torch.sigmoid(self.v0.view(1, C) + (xv @ self.v1) @ self.v2)
+        hv = lambda t: t.float().view(B, H, N)
+        decay = torch.exp(-torch.exp(w.float())).view(B, H, 1, N)
+        # S [B,H,V,K] ← S diag(e^w) + (S a) bᵀ + v kᵀ with a = -kk, b = kk·α; y = S r (as `wkv7_sequential`)
+        S = torch.mul(wkv_state, decay, out=wkv_out)
+        S += (wkv_state @ -kk[..., None]) * (kk * hv(a))[:, :, None]
+        S += hv(v)[..., None] * hv(k)[:, :, None]
+        y = (S @ hv(r)[..., None])[..., 0].to(x.dtype)
+        y = F.group_norm(y.view(B, C), H, self.ln_x.weight, self.ln_x.bias, self.ln_x.eps)
+        y = y + ((r.view(B, H, N) * k.view(B, H, N) * self.r_k).sum(-1, keepdim=True) * v.view(B, H, N)).view(B, C)
+        return F.linear(y * g, self.output.weight), x, S, v_first
+
 class ChannelMix(nn.Module):
     def __init__(self, cfg: RWKV7Config):
         super().__init__()
@@ -266,6 +296,11 @@ class ChannelMix(nn.Module):
         xx = torch.cat([shift[:, None].to(x.dtype), x[:, :-1]], 1) - x
         k = torch.relu(self.key(x + xx * self.x_k)) ** 2
         return self.value(k), x[:, -1]
+
+    def step(self, x, shift):
+        "One token: x, shift `[B,C]`."
+        k = torch.relu(F.linear(x + (shift.to(x.dtype) - x) * self.x_k.view(1, -1), self.key.weight)) ** 2
+        return F.linear(k, self.value.weight), x
 
 class Block(nn.Module):
     def __init__(self, cfg: RWKV7Config, layer_id: int):
@@ -346,6 +381,32 @@ class RWKV7(nn.Module):
         logits = self.head(self.ln_out(x))
         return logits, RWKVState(torch.stack(wkv), torch.stack(att_s), torch.stack(ffn_s))
 
+    def step(self, tokens: torch.Tensor, state: RWKVState | None = None):
+        """One token per sequence: tokens `[B]` → logits `[B,V]`, new `RWKVState`. The RNN mode without
+        the sequence machinery; the same numbers as `forward(tokens[:, None], state)`."""
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1:
+            raise ValueError(f"step: tokens must be a LongTensor [B] (one token per sequence), got "
+                             f"{tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__}")
+        self._check_tokens(tokens[:, None])
+        B = tokens.shape[0]
+        x = self.emb(tokens)                                                     # [B,C]
+        if state is None: state = RWKVState.zeros(self.cfg, B, tokens.device, x.dtype)
+        else: state = state.check(self.cfg, B).expand(B)
+        out = RWKVState(torch.empty_like(state.wkv), torch.empty_like(state.att_shift), torch.empty_like(state.ffn_shift))
+        ln = lambda m, x: F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+        v_first = None
+        for i, blk in enumerate(self.blocks):
+            if i == 0: x = ln(blk.ln0, x)
+            xa = ln(blk.ln1, x)
+            dx, _, _, v_first = blk.att.step(xa, state.att_shift[i], state.wkv[i], v_first, wkv_out=out.wkv[i])
+            out.att_shift[i] = xa
+            x = x + dx
+            xf = ln(blk.ln2, x)
+            dx, _ = blk.ffn.step(xf, state.ffn_shift[i])
+            out.ffn_shift[i] = xf
+            x = x + dx
+        return F.linear(ln(self.ln_out, x), self.head.weight), out
+
     @torch.no_grad()
     def generate(self, tokens, state: RWKVState | None = None, max_new_tokens: int = 64, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = 0, stop_token: int | None = None):
@@ -358,13 +419,14 @@ class RWKV7(nn.Module):
         g = torch.Generator(device=dev)
         if seed is not None: g.manual_seed(seed)
         logits, state = self(tokens.to(dev), state, last_only=True)
+        logits = logits[:, -1]
         out, done = [], torch.zeros(tokens.shape[0], dtype=torch.bool, device=dev)
         for _ in range(max_new_tokens):
-            nxt = _sample(logits[:, -1].float(), temperature, top_p, g)
+            nxt = _sample(logits.float(), temperature, top_p, g)
             if stop_token is not None: nxt = torch.where(done, torch.full_like(nxt, stop_token), nxt); done |= nxt == stop_token
             out.append(nxt)
             if stop_token is not None and bool(done.all()): break
-            logits, state = self(nxt[:, None], state)
+            logits, state = self.step(nxt, state)
         return torch.stack(out, 1) if out else tokens.new_zeros(tokens.shape[0], 0), state
 
     # -- checkpoints ---------------------------------------------------------------------------

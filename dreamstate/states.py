@@ -209,8 +209,8 @@ def collect_prompt_states(model: RWKV7, docs, tokenizer, split: str, seed: int, 
         for t in range(1, positions[-1] + 1):
             nxt = _sample(logits, temperature, top_p, g)
             out.append(nxt)
-            logits, st = model(nxt[:, None], st)
-            logits = logits[:, -1].float()
+            logits, st = model.step(nxt, st)
+            logits = logits.float()
             if t in positions:
                 gen = torch.stack(out, 1).tolist()
                 keep(st, [{**base, "prompt_len": len(ids) + t, "sample": s, "generated": t,

@@ -27,6 +27,27 @@ def test_rnn_mode_equals_sequence_mode(model):
         assert torch.allclose(getattr(s, n), getattr(s_full, n), atol=1e-5, rtol=1e-4), n
 
 
+def test_step_equals_one_token_forward(model):
+    "`step` is the RNN mode without the sequence machinery: the same numbers, bit for bit, for T steps."
+    toks = torch.randint(0, 256, (3, 17))
+    with torch.no_grad():
+        _, s_fwd = model(toks[:, :4])
+        s_step = s_fwd.clone()
+        for t in range(4, toks.shape[1]):
+            lf, s_fwd = model(toks[:, t:t + 1], s_fwd)
+            ls, s_step = model.step(toks[:, t], s_step)
+            assert ls.shape == (3, 256) and torch.equal(ls, lf[:, 0]), t
+        for n in ("wkv", "att_shift", "ffn_shift"): assert torch.equal(getattr(s_step, n), getattr(s_fwd, n)), n
+        s0 = s_step.clone()
+        model.step(toks[:, 0], s_step)                                  # the state given is not changed
+        for n in ("wkv", "att_shift", "ffn_shift"): assert torch.equal(getattr(s_step, n), getattr(s0, n)), n
+        l1, _ = model.step(toks[:1, 0]); l0, _ = model(toks[:1, :1])    # from the zero state
+        assert torch.equal(l1, l0[:, 0])
+    with pytest.raises(ValueError, match=r"tokens must be a LongTensor \[B\]"): model.step(toks[:, :2])
+    with pytest.raises(ValueError, match="out of vocabulary"): model.step(torch.tensor([256]))
+    with pytest.raises(ValueError, match="state does not fit"): model.step(toks[:, 0], RWKVState.zeros(RWKV7Config(256, 1, 64, 16), 3))
+
+
 def test_split_sequence_equals_whole(model):
     toks = torch.randint(0, 256, (1, 50))
     with torch.no_grad():
