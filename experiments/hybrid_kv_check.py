@@ -71,26 +71,27 @@ def kv_batches(seed):
 
 
 def run(kind, steps, rank=P.hyb_rank, ctx_dim=P.hyb_ctx_dim, lambda_diff=P.hyb_lambda_diff, lambda_reg=P.hyb_lambda_reg,
-        coef="matrix", rho=True, fit=0):
+        coef="matrix", rho=True, fit=0, n_embd=P.hyb_n_embd, n_layer=P.hyb_n_layer, lr=P.hyb_lr):
+    core = RWKV7Config(vocab_size=256, n_layer=n_layer, n_embd=n_embd, head_size=P.hyb_head_size)
     hc = HybridConfig(rank=rank, ctx_dim=ctx_dim, ctx_depth=P.hyb_ctx_depth, ctx_heads=P.hyb_ctx_heads, max_ctx=1024,
                       alpha0=P.hyb_alpha0, head_init=P.hyb_head_init, lambda_diff=lambda_diff, lambda_reg=lambda_reg, coef=coef)
     if kind == "prefix":
         torch.manual_seed(SEED)
-        m = RWKV7(CORE).init_weights(seed=SEED)
+        m = RWKV7(core).init_weights(seed=SEED)
         read = lambda c: m(torch.cat([c, torch.zeros_like(c[:, :1])], 1))[1]
         def loss_fn(model, b):
             lg = model(b[2][:, :-1], read(b[0]))[0]
             l = F.cross_entropy(lg.reshape(-1, 256), b[2][:, 1:].reshape(-1)); return l, {"ce": l.item()}
         logits = lambda c, x, s=None: m(x, read(c))[0]
     else:
-        m = (OuterHybrid if kind == "outer" else HybridRWKV7)(CORE, hc, seed=SEED)
+        m = (OuterHybrid if kind == "outer" else HybridRWKV7)(core, hc, seed=SEED)
         if not rho: m.update_coef_rms = lambda *a, **k: None          # ρ stays 1: the denoiser sees raw coefficients
         g = torch.Generator()
         def loss_fn(model, b):
             g.manual_seed(int(b[2].sum())); return hybrid_loss(model, b, DIFF, generator=g)
         logits = lambda c, x, s=None: m(c, None, x, s=s)
     t0 = time.time()
-    train(m, kv_batches(SEED), loss_fn, TrainConfig(steps=steps, lr=P.hyb_lr, warmup=P.hyb_warmup, ckpt_every=10**9,
+    train(m, kv_batches(SEED), loss_fn, TrainConfig(steps=steps, lr=lr, warmup=P.hyb_warmup, ckpt_every=10**9,
                                                     log_every=max(1, steps // 10), seed=SEED), tempfile.mkdtemp(), progress=False)
     m.eval()
     r = random.Random(f"kv-eval/{KMAX}")
@@ -101,6 +102,12 @@ def run(kind, steps, rank=P.hyb_rank, ctx_dim=P.hyb_ctx_dim, lambda_diff=P.hyb_l
         hit = logits(c, win[:, :-1], s).argmax(-1) == win[:, 1:]
         return float(hit.view(len(ex), -1, 8)[:, :, 4:7].all(-1).float().mean())
     out = {"acc": acc(ctx), "acc_shuffled": acc(torch.roll(ctx, len(ex) // 2, 0))}
+    r2 = random.Random(f"kv-eval/{KMIN}")
+    ex2 = [kv_example(r2, KMIN, KQ) for _ in range(P.hyb_kv_eval)]
+    ctx2, win2 = torch.tensor([e[0] for e in ex2]), torch.tensor([e[1] for e in ex2])
+    with torch.no_grad():
+        hit2 = logits(ctx2, win2[:, :-1]).argmax(-1) == win2[:, 1:]
+    out[f"acc_{KMIN}_facts"] = float(hit2.view(len(ex2), -1, 8)[:, :, 4:7].all(-1).float().mean())
     if kind != "prefix" and lambda_diff > 0:
         with torch.no_grad(): z = m.encode(ctx)
         out["acc_sampled"] = acc(ctx, m.sample_coefficients(z, DIFF, P.hyb_sample_steps, seed=0))
@@ -121,6 +128,10 @@ RUNS = {
     "hybrid, 600 steps, outer-product pooling": dict(kind="outer", steps=600),
     "hybrid, 600 steps, no diffusion or norm term": dict(kind="hybrid", steps=600, lambda_diff=0.0, lambda_reg=0.0),
     "hybrid, 600 steps, denoiser without ρ, then fit_denoiser": dict(kind="hybrid", steps=600, rho=False, fit=P.hyb_denoiser_steps),
+    "hybrid, 600 steps, core n_embd 128": dict(kind="hybrid", steps=600, n_embd=128),
+    "hybrid, 600 steps, core 4 layers": dict(kind="hybrid", steps=600, n_layer=4),
+    "hybrid, 600 steps, lr 1e-3": dict(kind="hybrid", steps=600, lr=1e-3),
+    "prefix, 600 steps, core n_embd 128": dict(kind="prefix", steps=600, n_embd=128),
 }
 
 if __name__ == "__main__":
