@@ -31,7 +31,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from dreamstate.rwkv7 import RWKV7, RWKV7Config, RWKVState  # noqa: E402
+from dreamstate.rwkv7 import RWKV7, RWKVState  # noqa: E402
+sys.path.insert(0, str(ROOT / "kernels"))
+from _bench_common import add_model_args, random_model  # noqa: E402
 
 
 def ours_paths(model):
@@ -73,23 +75,17 @@ def rel_err(ours, ref):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--layers", type=int, default=6); ap.add_argument("--embd", type=int, default=512)
-    ap.add_argument("--head-size", type=int, default=64); ap.add_argument("--vocab", type=int, default=65536)
+    add_model_args(ap)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--steps", type=int, default=32, help="tokens decoded per timed run")
     ap.add_argument("--pairs", type=int, default=9, help="alternated timings per implementation (≥ 7)")
     ap.add_argument("--check-steps", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. 'machine shared with a 1-thread job')")
     ap.add_argument("--tag", default="", help="appended to the file name (e.g. a second shape)")
     ap.add_argument("--out", default=str(ROOT / "kernels" / "results"))
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    cfg = RWKV7Config(vocab_size=a.vocab, n_layer=a.layers, n_embd=a.embd, head_size=a.head_size)
-    model = RWKV7(cfg).init_weights(seed=0)
-    with torch.no_grad():
-        for p in model.parameters(): p.add_(0.02 * torch.randn_like(p))
+    model = random_model(a)
+    cfg = model.cfg
     with tempfile.TemporaryDirectory() as d:
         model.save(f"{d}/bench.pth")
         import rwkv.model

@@ -20,7 +20,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from dreamstate.rwkv7 import RWKV7, RWKV7Config  # noqa: E402
+from dreamstate.rwkv7 import RWKV7  # noqa: E402
+sys.path.insert(0, str(ROOT / "kernels"))
+from _bench_common import add_model_args, random_model  # noqa: E402
 
 
 def alternate(fa, fb, pairs):
@@ -45,21 +47,15 @@ def top_ops(fn, n=15):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--layers", type=int, default=6); ap.add_argument("--embd", type=int, default=512)
-    ap.add_argument("--head-size", type=int, default=64); ap.add_argument("--vocab", type=int, default=65536)
+    add_model_args(ap)
     ap.add_argument("--tokens", type=int, default=1024)
     ap.add_argument("--pairs", type=int, default=7, help="alternated timings per implementation (≥ 7)")
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="also record our forward's top operations")
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. 'machine shared with a 1-thread job')")
     ap.add_argument("--out", default=str(ROOT / "kernels" / "results"))
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    cfg = RWKV7Config(vocab_size=a.vocab, n_layer=a.layers, n_embd=a.embd, head_size=a.head_size)
-    model = RWKV7(cfg).init_weights(seed=0)
-    with torch.no_grad():
-        for p in model.parameters(): p.add_(0.02 * torch.randn_like(p))
+    model = random_model(a)
+    cfg = model.cfg
     ids = torch.randint(1, a.vocab, (a.tokens,))
     with tempfile.TemporaryDirectory() as d:
         model.save(f"{d}/bench.pth")
