@@ -248,13 +248,12 @@ def plot_style():
     return plt
 
 def _git_commit(root: Path) -> str:
-    "HEAD's hash, with `-dirty` if tracked files differ from it; `DREAMSTATE_COMMIT` (set by `reproduce` for its run) wins."
+    """HEAD's hash, with `-dirty` if the code a run executes differs from it (`_source_changes`: outputs that the
+    `cpu` run writes back into `nbs/`, and figures, do not count); `DREAMSTATE_COMMIT` (set by `reproduce`) wins."""
     if os.environ.get("DREAMSTATE_COMMIT"): return os.environ["DREAMSTATE_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
+        return out.stdout.strip() + ("-dirty" if _source_changes(root) else "")
     except (OSError, subprocess.CalledProcessError): return "unknown"
 
 def _profile_of(out_dir: Path) -> tuple[str, Path | None]:
@@ -399,9 +398,12 @@ def _rel(p: Path) -> str:
     return os.path.relpath(p) if p.is_relative_to(Path.cwd().resolve()) else str(p)
 
 def _execute(pm, path: Path, out: Path, profile: str, kernel: str, root: Path, failed: Path):
-    "papermill, quietly; a notebook that fails is kept as `failed` (never under its finished name)."
+    """papermill, quietly; a notebook that fails is kept as `failed` (never under its finished name). The kernel
+    talks over local IPC sockets, not TCP: nothing listens on a port, and ipykernel has no plain-TCP warning to print."""
+    from traitlets.config import Config
     try: pm.execute_notebook(str(path), str(out), parameters={"profile": profile}, kernel_name=kernel,
-                             cwd=str(root / "nbs"), progress_bar=False, log_output=False)
+                             cwd=str(root / "nbs"), progress_bar=False, log_output=False,
+                             config=Config({"KernelManager": {"transport": "ipc"}}))
     except pm.PapermillExecutionError:
         if out.exists(): os.replace(out, failed)
         raise
@@ -462,6 +464,7 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
     for name in ("papermill", "traitlets", "nbclient"): logging.getLogger(name).setLevel(logging.CRITICAL)   # one line per notebook
     say = lambda msg, **kw: print(f"[reproduce:{profile}] {msg}", flush=True, **kw)
     kernel = "python3" if _kernel_missing() else "dreamstate"
+    os.environ.pop("DREAMSTATE_COMMIT", None)   # a run names its own commit, not an earlier run's in this process
     commit = _git_commit(root)   # once, before the run writes anything (the write-back into nbs/ is not a change to the code)
     os.environ["DREAMSTATE_COMMIT"] = commit   # the notebooks' kernels inherit it: figure footers name the same commit
     ran, t_all = [], time.time()

@@ -42,10 +42,12 @@ def test_profiles(project):
         p.nope
 
 
-def test_incremental_reruns(project):
+def test_incremental_reruns(project, capfd):
     root, log = project
     man = reproduce("smoke", root=root)
     assert _runs(log) == ["00_a smoke", "01_b smoke"]
+    err = capfd.readouterr().err                        # the kernels' own stderr included: no TCP warning, no traceback
+    assert "without encryption" not in err and "Traceback" not in err
     assert set(man["seconds_per_notebook"]) == {"00_a", "01_b"} and man["profile"] == "smoke" and man["seed"] == 7
     assert json.loads((root / "build" / "smoke" / "figures" / "manifest.json").read_text())["versions"]["torch"]
     reproduce("smoke", root=root)                       # nothing changed: nothing runs
@@ -216,8 +218,10 @@ def test_provenance_refuses_a_dirty_tree_for_tracked_figures(project, monkeypatc
     monkeypatch.delenv("ALLOW_DIRTY", raising=False)
     man = reproduce("cpu", root=root)                               # clean: runs; its write-back dirties only outputs
     assert man["from_scratch"]["seconds"] > 0 and man["last_run"]["notebooks_run"] == ["00_a", "01_b"]
-    reproduce("cpu", nb="00", root=root)                            # outputs in nbs/ are not code changes
+    assert not man["commit"].endswith("-dirty")
+    man = reproduce("cpu", nb="00", root=root)                      # outputs in nbs/ are not code changes …
     assert "from_scratch" in json.loads((root / "figures" / "manifest.json").read_text())
+    assert not man["commit"].endswith("-dirty")                     # … and do not make the commit "-dirty"
     (root / "dreamstate" / "m.py").write_text("x = 2\n")
     with pytest.raises(ProfileError, match="uncommitted changes to dreamstate/m.py.*ALLOW_DIRTY"):
         reproduce("cpu", root=root)
@@ -229,4 +233,5 @@ def test_provenance_refuses_a_dirty_tree_for_tracked_figures(project, monkeypatc
     reproduce("smoke", root=root)                                   # build/smoke only: no refusal
     monkeypatch.setenv("ALLOW_DIRTY", "1")
     man = reproduce("cpu", root=root)
+    assert man["commit"].endswith("-dirty")
     assert sorted(man["dirty"]["files"]) == ["dreamstate/m.py", "nbs/01_b.ipynb"] and len(man["dirty"]["diff_sha256"]) == 64
