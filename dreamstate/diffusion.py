@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['make_schedule', 'Prediction', 'Diffusion', 'GaussianMixtureDenoiser']
+__all__ = ['make_schedule', 'Prediction', 'NoiseSchedule', 'Diffusion', 'GaussianMixtureDenoiser']
 
 # %% ../nbs/07_diffusion.ipynb #c005
 def make_schedule(kind: str = "cosine_lsnr", T: int = 1000, lam_range: tuple[float, float] = (-10.0, 10.0)) -> torch.Tensor:
@@ -43,16 +43,15 @@ class Prediction(NamedTuple):
     x0: torch.Tensor
     eps: torch.Tensor
 
-# %% ../nbs/07_diffusion.ipynb #c007
-class Diffusion:
-    "A Gaussian diffusion over tensors `[B, ...]`; `model(x_t, t, y)` predicts ε or v (t may be fractional)."
-    def __init__(self, schedule: str = "cosine_lsnr", T: int = 1000, prediction: str = "eps"):
-        if prediction not in ("eps", "v"): raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
-        self.T, self.prediction, self.schedule = T, prediction, schedule
+# %% ../nbs/07_diffusion.ipynb #c006s
+class NoiseSchedule:
+    """ᾱ_t of `make_schedule(schedule, T)` and everything that depends only on it: log-SNR λ at any (fractional) t
+    and back, α and σ, noising (`q_sample`) and the time grids the samplers walk."""
+    def __init__(self, schedule: str = "cosine_lsnr", T: int = 1000):
+        self.T, self.schedule = T, schedule
         self.abar = make_schedule(schedule, T)
         self.lam = 0.5 * (self.abar.log() - torch.log1p(-self.abar))     # λ_t = log(α_t/σ_t), decreasing in t
 
-    # -- the schedule at any (fractional) t, in log-SNR -------------------------------------------
     def lambda_at(self, t) -> torch.Tensor:
         "λ(t) (float64), linear between the integer steps."
         t = torch.as_tensor(t, dtype=torch.float64).cpu()
@@ -79,6 +78,31 @@ class Diffusion:
     def q_sample(self, x0, t, noise):
         a, s = self._a(t, x0)
         return a * x0 + s * noise
+
+    def sample_times(self, steps: int, t_start: float | None = None, spacing: str = "logsnr") -> torch.Tensor:
+        "`steps` fractional times from `t_start` (default T−1) down to 0, evenly spaced in log-SNR or in t."
+        if steps < 1: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
+        t_start = float(self.T - 1 if t_start is None else t_start)
+        if not 0 <= t_start <= self.T - 1: raise ValueError(f"t_start must be in [0, {self.T - 1}], got {t_start}")
+        if spacing == "uniform": return torch.linspace(t_start, 0.0, steps, dtype=torch.float64)
+        if spacing == "logsnr":
+            lo, hi = self.lambda_at(t_start).item(), self.lam[0].item()
+            return self.t_at(torch.linspace(lo, hi, steps, dtype=torch.float64))
+        raise ValueError(f"spacing must be 'logsnr' or 'uniform', got {spacing!r}")
+
+    def timesteps(self, steps: int, t_start: int | None = None) -> list[int]:
+        "`steps` evenly spaced integer steps from `t_start` (default T-1) down to 0 (for `ddim`, `ddim_invert`)."
+        t_start = self.T - 1 if t_start is None else t_start
+        if not 1 <= steps: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
+        return sorted({int(round(x)) for x in torch.linspace(t_start, 0, steps).tolist()}, reverse=True)
+
+# %% ../nbs/07_diffusion.ipynb #c007
+class Diffusion(NoiseSchedule):
+    "A Gaussian diffusion over tensors `[B, ...]` on a `NoiseSchedule`; `model(x_t, t, y)` predicts ε or v (t may be fractional)."
+    def __init__(self, schedule: str = "cosine_lsnr", T: int = 1000, prediction: str = "eps"):
+        if prediction not in ("eps", "v"): raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        super().__init__(schedule, T)
+        self.prediction = prediction
 
     def loss(self, model, x0, y, *, null_label, p_uncond: float = 0.1, generator=None) -> torch.Tensor:
         """MSE of the prediction (ε or v) at uniform random t. The condition `y` (labels `[B]`, or any
@@ -113,17 +137,6 @@ class Diffusion:
             x0 = x0.clamp(-clip, clip); eps = (xt - a * x0) / s
         return Prediction(x0, eps)
 
-    def sample_times(self, steps: int, t_start: float | None = None, spacing: str = "logsnr") -> torch.Tensor:
-        "`steps` fractional times from `t_start` (default T−1) down to 0, evenly spaced in log-SNR or in t."
-        if steps < 1: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
-        t_start = float(self.T - 1 if t_start is None else t_start)
-        if not 0 <= t_start <= self.T - 1: raise ValueError(f"t_start must be in [0, {self.T - 1}], got {t_start}")
-        if spacing == "uniform": return torch.linspace(t_start, 0.0, steps, dtype=torch.float64)
-        if spacing == "logsnr":
-            lo, hi = self.lambda_at(t_start).item(), self.lam[0].item()
-            return self.t_at(torch.linspace(lo, hi, steps, dtype=torch.float64))
-        raise ValueError(f"spacing must be 'logsnr' or 'uniform', got {spacing!r}")
-
     @torch.no_grad()
     def sample(self, model, x, y, *, steps: int = 50, guidance: float = 1.0, null_label=None, t_start: float | None = None,
                solver: str = "dpmpp2m", spacing: str = "logsnr", clip: float | None = None):
@@ -146,12 +159,6 @@ class Diffusion:
                 d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
             x = float(s[i + 1] / s[i]) * x - float(a[i + 1] * math.expm1(-h)) * d
             x0_prev, h_prev = x0, h
-
-    def timesteps(self, steps: int, t_start: int | None = None) -> list[int]:
-        "`steps` evenly spaced integer steps from `t_start` (default T-1) down to 0 (for `ddim`, `ddim_invert`)."
-        t_start = self.T - 1 if t_start is None else t_start
-        if not 1 <= steps: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
-        return sorted({int(round(x)) for x in torch.linspace(t_start, 0, steps).tolist()}, reverse=True)
 
     @torch.no_grad()
     def ddim(self, model, x, y, *, steps: int = 50, guidance: float = 1.0, null_label=None, t_start: int | None = None,

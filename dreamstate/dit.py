@@ -43,6 +43,7 @@ DIT_PRESETS = {  # DiT's names: hidden, depth, heads at patch size 4
     "DiT-T/4": dict(hidden=128, depth=4, heads=4, patch_size=4),
 }
 
+# %% ../nbs/08_state_dit.ipynb #c004-1
 def _sincos_2d(dim: int, grid: int) -> torch.Tensor:
     "Fixed 2-D sine-cosine position embedding `[grid², dim]`."
     if dim % 4: raise ValueError(f"hidden size {dim} must be divisible by 4")
@@ -69,6 +70,7 @@ class TimestepEmbedder(nn.Sequential):
 
 def _modulate(x, shift, scale): return x * (1 + scale[:, None]) + shift[:, None]
 
+# %% ../nbs/08_state_dit.ipynb #c004-2
 class DiTBlock(nn.Module):
     "Pre-norm transformer block with adaLN-Zero: c gives shift/scale/gate for attention and MLP."
     def __init__(self, h: int, heads: int, mlp_ratio: float):
@@ -89,6 +91,7 @@ class DiTBlock(nn.Module):
         x = x + g1[:, None] * self.proj(a)
         return x + g2[:, None] * self.mlp(_modulate(self.norm2(x), sh2, sc2))
 
+# %% ../nbs/08_state_dit.ipynb #c004-3
 class DiT(nn.Module):
     "Diffusion Transformer over `[B, C, S, S]` inputs; `forward(x, t, y)` predicts ε (or v), same shape."
     def __init__(self, cfg: DiTConfig):
@@ -276,6 +279,7 @@ class CodeDenoiserConfig:
     depth: int = 4
     mlp_ratio: float = 2.0
 
+# %% ../nbs/08_state_dit.ipynb #c007c-1
 class CodeBlock(nn.Module):
     "Pre-norm residual MLP block with adaLN-Zero (shift, scale, gate from the condition c)."
     def __init__(self, h: int, mlp_ratio: float):
@@ -287,6 +291,7 @@ class CodeBlock(nn.Module):
         sh, sc, g = self.ada(c).chunk(3, -1)
         return x + g * self.mlp(self.norm(x) * (1 + sc) + sh)
 
+# %% ../nbs/08_state_dit.ipynb #c007c-2
 class CodeDenoiser(nn.Module):
     "The denoiser over code vectors `[B, dim]`: `forward(x, t, y)` predicts ε (or v), same shape; starts at output 0."
     def __init__(self, cfg: CodeDenoiserConfig):
@@ -313,6 +318,7 @@ class CodeDenoiser(nn.Module):
         sh, sc = self.ada_out(c).chunk(2, -1)
         return self.out(self.norm_out(h) * (1 + sc) + sh)
 
+# %% ../nbs/08_state_dit.ipynb #c007c-3
 class LatentStateModel(StateDiffusionModel):
     """Latent state diffusion (p-diff's recipe for network parameters, here for states): the normalised
     states of each modelled layer are projected on their top `k` principal directions (fitted on the
@@ -418,6 +424,7 @@ def state_statistics(tr, norm: str = "channel", layers="all") -> dict:
     if layers != "all": out["base"] = dict(wkv=tr.wkv.mean(0), att_shift=tr.att_shift.mean(0), ffn_shift=tr.ffn_shift.mean(0))
     return out
 
+# %% ../nbs/08_state_dit.ipynb #c009b-1
 def profile_layers(p, cfg: RWKV7Config):
     "What a profile's state models cover: `'all'` when its `state_layer` is empty, else that layer's index (checked against `cfg`)."
     v = p.get("state_layer", "")
@@ -427,6 +434,7 @@ def profile_layers(p, cfg: RWKV7Config):
                          f"(empty: all layers)")
     return v
 
+# %% ../nbs/08_state_dit.ipynb #c009b-2
 def build_state_dit(tr, preset: str, norm: str = "channel", ema_decay: float = 0.999, layers="all") -> StateDiT:
     """A `StateDiT` of DiT preset `preset` for the states of `tr` (a `StateDataset`), with its statistics,
     the personas' mean shift vectors, and the x̂0 bound (1.1 × the largest normalised training coordinate)."""
@@ -438,6 +446,7 @@ def build_state_dit(tr, preset: str, norm: str = "channel", ema_decay: float = 0
     m.clip.fill_(1.1 * float(m.to_image(tr.wkv).abs().max()))
     return m
 
+# %% ../nbs/08_state_dit.ipynb #c009b-3
 def build_latent_model(tr, k: int, hidden: int = 512, depth: int = 4, norm: str = "channel", ema_decay: float = 0.999,
                        layers="all", residual: bool = True) -> LatentStateModel:
     """A `LatentStateModel` for the states of `tr`: per modelled layer, the top `k` principal directions

@@ -174,6 +174,7 @@ class HybridOutput:
     loss: torch.Tensor | None = None
     terms: dict[str, torch.Tensor] | None = None
 
+# %% ../nbs/10_hybrid.ipynb #c007-1
 class HybridRWKV7(nn.Module):
     """RWKV-7 core + context encoder + ΔW head + parameter denoiser; `forward(ctx, ctx_mask, tokens)`. The core's
     BlinkDL initialisation draws from its own generator seeded with `seed`; every other parameter draws from the
@@ -290,6 +291,7 @@ class HybridRWKV7(nn.Module):
         x = torch.randn(z.shape[0], self.cfg.n_layer * 3 * self.n_coef, generator=g, device=z.device)
         return (diffusion.sample(self.denoiser, x, z, steps=steps) * self.coef_rms).view(-1, self.cfg.n_layer, 3, *self.hcfg.coef_shape)
 
+# %% ../nbs/10_hybrid.ipynb #c007-2
 def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None):
     """The multi-objective loss on a batch (ctx, ctx_mask, window[, window target mask]); returns (loss, per-term
     metrics). `model` may be DDP-wrapped. A target mask that is all True is the same as none."""
