@@ -8,7 +8,6 @@ training, `generate_states` and `edit_state`."""
 from __future__ import annotations
 import copy, math
 from dataclasses import dataclass, asdict
-from pathlib import Path
 
 import torch
 import torch.nn as nn
