@@ -7,14 +7,13 @@ log-SNR grid, ancestral DDPM and DDIM, classifier-free guidance, DDIM inversion 
 # %% ../nbs/07_diffusion.ipynb #c003
 from __future__ import annotations
 import math
+from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["make_schedule", "Diffusion", "GaussianMixtureDenoiser"]
-
 # %% auto #0
-__all__ = ['make_schedule', 'Diffusion', 'GaussianMixtureDenoiser']
+__all__ = ['make_schedule', 'Prediction', 'NoiseSchedule', 'Diffusion', 'GaussianMixtureDenoiser']
 
 # %% ../nbs/07_diffusion.ipynb #c005
 def make_schedule(kind: str = "cosine_lsnr", T: int = 1000, lam_range: tuple[float, float] = (-10.0, 10.0)) -> torch.Tensor:
@@ -38,16 +37,21 @@ def make_schedule(kind: str = "cosine_lsnr", T: int = 1000, lam_range: tuple[flo
         return torch.sigmoid(-4 * torch.log(torch.tan(math.pi / 2 * u)))
     raise ValueError(f"unknown schedule {kind!r}; use 'linear', 'cosine' or 'cosine_lsnr'")
 
-# %% ../nbs/07_diffusion.ipynb #c007
-class Diffusion:
-    "A Gaussian diffusion over tensors `[B, ...]`; `model(x_t, t, y)` predicts ε or v (t may be fractional)."
-    def __init__(self, schedule: str = "cosine_lsnr", T: int = 1000, prediction: str = "eps"):
-        if prediction not in ("eps", "v"): raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
-        self.T, self.prediction, self.schedule = T, prediction, schedule
+# %% ../nbs/07_diffusion.ipynb #c006p
+class Prediction(NamedTuple):
+    "What `Diffusion.predict` returns at one step: the clean estimate x̂0 and the noise estimate ε̂, each shaped like x_t."
+    x0: torch.Tensor
+    eps: torch.Tensor
+
+# %% ../nbs/07_diffusion.ipynb #c006s
+class NoiseSchedule:
+    """ᾱ_t of `make_schedule(schedule, T)` and everything that depends only on it: log-SNR λ at any (fractional) t
+    and back, α and σ, noising (`q_sample`) and the time grids the samplers walk."""
+    def __init__(self, schedule: str = "cosine_lsnr", T: int = 1000):
+        self.T, self.schedule = T, schedule
         self.abar = make_schedule(schedule, T)
         self.lam = 0.5 * (self.abar.log() - torch.log1p(-self.abar))     # λ_t = log(α_t/σ_t), decreasing in t
 
-    # -- the schedule at any (fractional) t, in log-SNR -------------------------------------------
     def lambda_at(self, t) -> torch.Tensor:
         "λ(t) (float64), linear between the integer steps."
         t = torch.as_tensor(t, dtype=torch.float64).cpu()
@@ -75,7 +79,32 @@ class Diffusion:
         a, s = self._a(t, x0)
         return a * x0 + s * noise
 
-    def loss(self, model, x0, y, null_label, p_uncond: float = 0.1, generator=None):
+    def sample_times(self, steps: int, t_start: float | None = None, spacing: str = "logsnr") -> torch.Tensor:
+        "`steps` fractional times from `t_start` (default T−1) down to 0, evenly spaced in log-SNR or in t."
+        if steps < 1: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
+        t_start = float(self.T - 1 if t_start is None else t_start)
+        if not 0 <= t_start <= self.T - 1: raise ValueError(f"t_start must be in [0, {self.T - 1}], got {t_start}")
+        if spacing == "uniform": return torch.linspace(t_start, 0.0, steps, dtype=torch.float64)
+        if spacing == "logsnr":
+            lo, hi = self.lambda_at(t_start).item(), self.lam[0].item()
+            return self.t_at(torch.linspace(lo, hi, steps, dtype=torch.float64))
+        raise ValueError(f"spacing must be 'logsnr' or 'uniform', got {spacing!r}")
+
+    def timesteps(self, steps: int, t_start: int | None = None) -> list[int]:
+        "`steps` evenly spaced integer steps from `t_start` (default T-1) down to 0 (for `ddim`, `ddim_invert`)."
+        t_start = self.T - 1 if t_start is None else t_start
+        if not 1 <= steps: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
+        return sorted({int(round(x)) for x in torch.linspace(t_start, 0, steps).tolist()}, reverse=True)
+
+# %% ../nbs/07_diffusion.ipynb #c007
+class Diffusion(NoiseSchedule):
+    "A Gaussian diffusion over tensors `[B, ...]` on a `NoiseSchedule`; `model(x_t, t, y)` predicts ε or v (t may be fractional)."
+    def __init__(self, schedule: str = "cosine_lsnr", T: int = 1000, prediction: str = "eps"):
+        if prediction not in ("eps", "v"): raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+        super().__init__(schedule, T)
+        self.prediction = prediction
+
+    def loss(self, model, x0, y, *, null_label, p_uncond: float = 0.1, generator=None) -> torch.Tensor:
         """MSE of the prediction (ε or v) at uniform random t. The condition `y` (labels `[B]`, or any
         `[B,...]` tensor such as a context embedding) is replaced by `null_label` w.p. `p_uncond`."""
         B = x0.shape[0]
@@ -88,7 +117,7 @@ class Diffusion:
         target = noise if self.prediction == "eps" else a * noise - s * x0
         return F.mse_loss(model(xt, t, y), target)
 
-    def _net(self, model, xt, t, y, guidance, null_label):
+    def _net(self, model, xt, t, y, *, guidance, null_label):
         "The network's output at (fractional) step `t`, with classifier-free guidance."
         tt = torch.full((xt.shape[0],), float(t), device=xt.device, dtype=torch.float32)
         if guidance == 1.0: return model(xt, tt, y)
@@ -96,27 +125,17 @@ class Diffusion:
         c, u = model(torch.cat([xt, xt]), torch.cat([tt, tt]), torch.cat([y, torch.full_like(y, null_label)])).chunk(2)
         return u + guidance * (c - u)
 
-    def predict(self, model, xt, t, y, guidance: float = 1.0, null_label: int | None = None, clip: float | None = None):
-        """(x̂0, ε̂) at step `t` (integer or fractional) with classifier-free guidance scale `guidance`
+    def predict(self, model, xt, t, y, *, guidance: float = 1.0, null_label: int | None = None,
+                clip: float | None = None) -> Prediction:
+        """`Prediction(x0, eps)`: x̂0 and ε̂ at step `t` (integer or fractional) with classifier-free guidance scale `guidance`
         (1 = conditional only). `clip` bounds x̂0 to [-clip, clip] (and recomputes ε̂)."""
         a, s = (v.to(xt.dtype).to(xt.device) for v in self.alpha_sigma(self.lambda_at(float(t))))
-        out = self._net(model, xt, t, y, guidance, null_label)
+        out = self._net(model, xt, t, y, guidance=guidance, null_label=null_label)
         if self.prediction == "eps": eps = out; x0 = (xt - s * eps) / a
         else: x0 = a * xt - s * out; eps = s * xt + a * out
         if clip is not None:
             x0 = x0.clamp(-clip, clip); eps = (xt - a * x0) / s
-        return x0, eps
-
-    def sample_times(self, steps: int, t_start: float | None = None, spacing: str = "logsnr") -> torch.Tensor:
-        "`steps` fractional times from `t_start` (default T−1) down to 0, evenly spaced in log-SNR or in t."
-        if steps < 1: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
-        t_start = float(self.T - 1 if t_start is None else t_start)
-        if not 0 <= t_start <= self.T - 1: raise ValueError(f"t_start must be in [0, {self.T - 1}], got {t_start}")
-        if spacing == "uniform": return torch.linspace(t_start, 0.0, steps, dtype=torch.float64)
-        if spacing == "logsnr":
-            lo, hi = self.lambda_at(t_start).item(), self.lam[0].item()
-            return self.t_at(torch.linspace(lo, hi, steps, dtype=torch.float64))
-        raise ValueError(f"spacing must be 'logsnr' or 'uniform', got {spacing!r}")
+        return Prediction(x0, eps)
 
     @torch.no_grad()
     def sample(self, model, x, y, *, steps: int = 50, guidance: float = 1.0, null_label=None, t_start: float | None = None,
@@ -131,7 +150,7 @@ class Diffusion:
         a, s = self.alpha_sigma(lam)
         x0_prev = h_prev = None
         for i in range(len(ts)):
-            x0, _ = self.predict(model, x, float(ts[i]), y, guidance, null_label, clip)
+            x0 = self.predict(model, x, float(ts[i]), y, guidance=guidance, null_label=null_label, clip=clip).x0
             if i == len(ts) - 1: return x0
             h = float(lam[i + 1] - lam[i])
             d = x0
@@ -141,21 +160,15 @@ class Diffusion:
             x = float(s[i + 1] / s[i]) * x - float(a[i + 1] * math.expm1(-h)) * d
             x0_prev, h_prev = x0, h
 
-    def timesteps(self, steps: int, t_start: int | None = None) -> list[int]:
-        "`steps` evenly spaced integer steps from `t_start` (default T-1) down to 0 (for `ddim`, `ddim_invert`)."
-        t_start = self.T - 1 if t_start is None else t_start
-        if not 1 <= steps: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
-        return sorted({int(round(x)) for x in torch.linspace(t_start, 0, steps).tolist()}, reverse=True)
-
     @torch.no_grad()
-    def ddim(self, model, x, y, steps: int = 50, guidance: float = 1.0, null_label=None, t_start: int | None = None,
+    def ddim(self, model, x, y, *, steps: int = 50, guidance: float = 1.0, null_label=None, t_start: int | None = None,
              eta: float = 0.0, generator=None, clip: float | None = None):
         """DDIM from `x` at step `t_start` (default: pure noise at T-1) to x̂0; `eta=1` gives ancestral
         (DDPM-like) sampling on the same sub-sequence of steps."""
         ts = self.timesteps(steps, t_start)
         abar = self.abar.to(x.device)
         for i, t in enumerate(ts):
-            x0, eps = self.predict(model, x, t, y, guidance, null_label, clip)
+            x0, eps = self.predict(model, x, t, y, guidance=guidance, null_label=null_label, clip=clip)
             a_next = abar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64, device=x.device)
             sigma = eta * ((1 - a_next) / (1 - abar[t]) * (1 - abar[t] / a_next)).clamp(min=0).sqrt()
             dir_ = (1 - a_next - sigma ** 2).clamp(min=0).sqrt()
@@ -165,11 +178,11 @@ class Diffusion:
         return x
 
     @torch.no_grad()
-    def ddpm(self, model, x, y, guidance: float = 1.0, null_label=None, generator=None, clip: float | None = None):
+    def ddpm(self, model, x, y, *, guidance: float = 1.0, null_label=None, generator=None, clip: float | None = None):
         "Ancestral DDPM sampling through all T steps."
         abar = self.abar.to(x.device)
         for t in range(self.T - 1, -1, -1):
-            x0, eps = self.predict(model, x, t, y, guidance, null_label, clip)
+            x0, eps = self.predict(model, x, t, y, guidance=guidance, null_label=null_label, clip=clip)
             a_prev = abar[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64, device=x.device)
             beta = 1 - abar[t] / a_prev
             mean = (a_prev.sqrt() * beta / (1 - abar[t])).to(x.dtype) * x0 + \
@@ -181,20 +194,21 @@ class Diffusion:
         return x
 
     @torch.no_grad()
-    def ddim_invert(self, model, x0, y, steps: int = 50, guidance: float = 1.0, null_label=None, t_end: int | None = None):
+    def ddim_invert(self, model, x0, y, *, steps: int = 50, guidance: float = 1.0, null_label=None,
+                    t_end: int | None = None):
         "Deterministic DDIM inversion: x̂0 → x_t at `t_end` (default T-1), running DDIM's update backwards."
         ts = self.timesteps(steps, t_end)[::-1]
         abar = self.abar.to(x0.device)
         x, a_prev = x0, torch.tensor(1.0, dtype=torch.float64, device=x0.device)
         for t in ts:
             # ε̂ is evaluated at the current (lower-noise) point, the standard approximation
-            _, eps = self.predict(model, x, t, y, guidance, null_label)
+            eps = self.predict(model, x, t, y, guidance=guidance, null_label=null_label).eps
             x0_hat = (x - (1 - a_prev).sqrt().to(x.dtype) * eps) / a_prev.sqrt().to(x.dtype)
             x = abar[t].sqrt().to(x.dtype) * x0_hat + (1 - abar[t]).sqrt().to(x.dtype) * eps
             a_prev = abar[t]
         return x
 
-    def sdedit(self, model, x0, y, strength: float, steps: int = 50, guidance: float = 1.0, null_label=None, generator=None,
+    def sdedit(self, model, x0, y, *, strength: float, steps: int = 50, guidance: float = 1.0, null_label=None, generator=None,
                clip: float | None = None):
         "SDEdit: noise `x0` to t = strength·(T-1), then denoise under label `y` with `sample` (strength·steps evaluations)."
         if not 0 < strength <= 1: raise ValueError(f"strength must be in (0, 1], got {strength}")

@@ -18,16 +18,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .diffusion import Diffusion
-from .dit import _timestep_embedding
+from .dit import TimestepEmbedder, timestep_embedding
 from .rwkv7 import RWKV7, RWKV7Config, RWKVState
-
-__all__ = ["HybridConfig", "DeltaLinear", "ContextEncoder", "HybridRWKV7", "hybrid_loss",
-           "KV_KEYS", "KV_VALUES", "kv_example", "tokenize_kv", "widen_ffn"]
 
 # %% auto #0
 __all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_example', 'tokenize_kv', 'HybridConfig', 'DeltaLinear', 'ContextBlock',
-           'ContextEncoder', 'ParamDenoiser', 'HybridRWKV7', 'hybrid_loss', 'fit_denoiser', 'encoder_grad_at_init',
-           'widen_ffn']
+           'ContextEncoder', 'ParamDenoiser', 'HybridOutput', 'HybridRWKV7', 'hybrid_loss', 'fit_denoiser',
+           'encoder_grad_at_init', 'widen_ffn']
 
 # %% ../nbs/10_hybrid.ipynb #k001
 KV_KEYS = ("fox", "owl", "elk", "eel", "ant", "bee", "cat", "yak")
@@ -139,7 +136,7 @@ class ContextEncoder(nn.Module):
 
     def forward(self, ctx, mask):
         T, d = ctx.shape[1], self.emb.embedding_dim
-        pos = _timestep_embedding(torch.arange(T, device=ctx.device), d)          # [T,d], unit scale
+        pos = timestep_embedding(torch.arange(T, device=ctx.device), d)          # [T,d], unit scale
         h = self.emb(ctx) + pos
         for b in self.blocks: h = b(h, mask)
         m = mask.to(h.dtype)[..., None]
@@ -147,10 +144,10 @@ class ContextEncoder(nn.Module):
 
 # %% ../nbs/10_hybrid.ipynb #c005
 class ParamDenoiser(nn.Module):
-    def __init__(self, dim: int, ctx_dim: int, hidden: int, depth: int):
+    def __init__(self, dim: int, ctx_dim: int, hidden: int, depth: int, freq_size: int = 128):
         super().__init__()
         self.inp, self.out = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-        self.t_mlp = nn.Sequential(nn.Linear(128, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.t_mlp = TimestepEmbedder(hidden, freq_size)
         self.z_proj = nn.Linear(ctx_dim, hidden)
         self.blocks = nn.ModuleList(nn.ModuleDict(dict(norm=nn.LayerNorm(hidden, elementwise_affine=False),
                                                        mlp=nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.SiLU(), nn.Linear(2 * hidden, hidden)),
@@ -159,7 +156,7 @@ class ParamDenoiser(nn.Module):
         nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)
 
     def forward(self, s_t, t, z):
-        c = F.silu(self.t_mlp(_timestep_embedding(t, 128)) + self.z_proj(z))
+        c = F.silu(self.t_mlp(t) + self.z_proj(z))
         h = self.inp(s_t)
         for b in self.blocks:
             shift, scale, gate = b["ada"](c).chunk(3, -1)
@@ -169,12 +166,22 @@ class ParamDenoiser(nn.Module):
 # %% ../nbs/10_hybrid.ipynb #c007
 MATS = ("receptance", "key", "value")
 
+@dataclass
+class HybridOutput:
+    """What `HybridRWKV7.forward` returns: `logits` `[B,T,V]`; when called with `diffusion`, also the training
+    objective `loss` (a scalar) and its `terms` (`ce`, `diffusion`, `reg`, detached)."""
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    terms: dict[str, torch.Tensor] | None = None
+
+# %% ../nbs/10_hybrid.ipynb #c007-1
 class HybridRWKV7(nn.Module):
-    "RWKV-7 core + context encoder + ΔW head + parameter denoiser; `forward(ctx, ctx_mask, tokens)`."
+    """RWKV-7 core + context encoder + ΔW head + parameter denoiser; `forward(ctx, ctx_mask, tokens)`. The core's
+    BlinkDL initialisation draws from its own generator seeded with `seed`; every other parameter draws from the
+    global RNG, as any `nn.Module` does (seed it before construction for reproducible weights)."""
     def __init__(self, cfg: RWKV7Config, hcfg: HybridConfig, seed: int = 0):
         super().__init__()
         self.cfg, self.hcfg = cfg, hcfg
-        torch.manual_seed(seed)
         self.core = RWKV7(cfg).init_weights(seed=seed)
         L, C, r, d = cfg.n_layer, cfg.n_embd, hcfg.rank, hcfg.ctx_dim
         for blk in self.core.blocks:
@@ -233,10 +240,10 @@ class HybridRWKV7(nn.Module):
         return self.hcfg.lambda_diff == 0
 
     def forward(self, ctx, ctx_mask, tokens, s: torch.Tensor | None = None, state: RWKVState | None = None,
-                diffusion: Diffusion | None = None, generator=None, win_mask: torch.Tensor | None = None):
-        """Logits `[B,T,V]` of `tokens` read by the core with W(c); `s` overrides the head's coefficients.
-        With `diffusion`, `tokens` is a window `[B,T+1]` and the result is the training objective
-        `(loss, {term: tensor})`: computed inside `forward`, so that DistributedDataParallel sees every
+                diffusion: Diffusion | None = None, generator=None, win_mask: torch.Tensor | None = None) -> HybridOutput:
+        """`HybridOutput` with the logits `[B,T,V]` of `tokens` read by the core with W(c); `s` overrides the head's
+        coefficients. With `diffusion`, `tokens` is a window `[B,T+1]` and the output also carries the training
+        objective (`loss`, `terms`; the logits are those of `tokens[:, :-1]`): computed inside `forward`, so that DistributedDataParallel sees every
         parameter the loss uses (the context encoder and the denoiser included); `win_mask` `[B,T]` marks
         the real targets of windows padded at the end (None: all real)."""
         if diffusion is not None: return self._objective(ctx, ctx_mask, tokens, diffusion, generator, win_mask)
@@ -249,13 +256,13 @@ class HybridRWKV7(nn.Module):
         finally:
             for blk in self.core.blocks:
                 for m in MATS: getattr(blk.att, m).delta = None
-        return logits
+        return HybridOutput(logits)
 
     def _objective(self, ctx, mask, win, diffusion: Diffusion, generator=None, win_mask=None):
         "LM cross-entropy (over the real targets) + λ_reg ‖αΔW‖² + λ_diff · denoising loss on (ctx, mask, window)."
         z = self.encode(ctx, mask)
         s = self.coefficients(z)
-        logits = self(ctx, mask, win[:, :-1], s=s)
+        logits = self(ctx, mask, win[:, :-1], s=s).logits
         flat, tgt = logits.float().reshape(-1, logits.shape[-1]), win[:, 1:].reshape(-1)
         if win_mask is None: ce = F.cross_entropy(flat, tgt)
         else: ce = (F.cross_entropy(flat, tgt, reduction="none") * win_mask.reshape(-1)).sum() / win_mask.sum()
@@ -266,7 +273,7 @@ class HybridRWKV7(nn.Module):
         if self.hcfg.lambda_diff > 0:
             diff = diffusion.loss(self.denoiser, s.detach().flatten(1) / self.coef_rms, z, null_label=0.0, p_uncond=0.1, generator=generator)
             loss = loss + self.hcfg.lambda_diff * diff
-        return loss, {"ce": ce.detach(), "diffusion": diff.detach(), "reg": reg.detach()}
+        return HybridOutput(logits, loss, {"ce": ce.detach(), "diffusion": diff.detach(), "reg": reg.detach()})
 
     @torch.no_grad()
     def update_coef_rms(self, s: torch.Tensor, decay: float = 0.99):
@@ -284,6 +291,7 @@ class HybridRWKV7(nn.Module):
         x = torch.randn(z.shape[0], self.cfg.n_layer * 3 * self.n_coef, generator=g, device=z.device)
         return (diffusion.sample(self.denoiser, x, z, steps=steps) * self.coef_rms).view(-1, self.cfg.n_layer, 3, *self.hcfg.coef_shape)
 
+# %% ../nbs/10_hybrid.ipynb #c007-2
 def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None):
     """The multi-objective loss on a batch (ctx, ctx_mask, window[, window target mask]); returns (loss, per-term
     metrics). `model` may be DDP-wrapped. A target mask that is all True is the same as none."""
@@ -291,10 +299,10 @@ def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None)
     dev = next(net.parameters()).device
     ctx, mask, win, *rest = (t.to(dev) for t in batch)
     win_mask = rest[0] if rest and not bool(rest[0].all()) else None
-    loss, terms = model(ctx, mask, win, diffusion=diffusion, generator=generator, win_mask=win_mask)
-    metrics = {k: v.item() for k, v in terms.items()}
+    out = model(ctx, mask, win, diffusion=diffusion, generator=generator, win_mask=win_mask)
+    metrics = {k: v.item() for k, v in out.terms.items()}
     metrics.update({f"alpha_{l}_{m[0]}": net.alpha[l, j].item() for l in range(net.cfg.n_layer) for j, m in enumerate(MATS)})
-    return loss, metrics
+    return out.loss, metrics
 
 # %% ../nbs/10_hybrid.ipynb #c007f
 def fit_denoiser(model: HybridRWKV7, batch_fn, diffusion: Diffusion, steps: int, lr: float = 1e-3, seed: int = 0,
@@ -329,7 +337,7 @@ def fit_denoiser(model: HybridRWKV7, batch_fn, diffusion: Diffusion, steps: int,
 def encoder_grad_at_init(model: HybridRWKV7, ctx: torch.Tensor, win: torch.Tensor) -> tuple[float, float]:
     "(‖∂CE/∂encoder‖, max |logits − core logits|) for one window batch `[B,T+1]`: what the initialisation gives the encoder."
     model.zero_grad(set_to_none=True)
-    logits = model(ctx, None, win[:, :-1])
+    logits = model(ctx, None, win[:, :-1]).logits
     F.cross_entropy(logits.reshape(-1, logits.shape[-1]), win[:, 1:].reshape(-1)).backward()
     g = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.encoder.parameters() if p.grad is not None) + 0.0)
     with torch.no_grad(): dev = float((logits - model.core(win[:, :-1])[0]).abs().max())

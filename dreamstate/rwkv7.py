@@ -18,8 +18,7 @@ from .wkv import wkv7
 __all__ = ["RWKV7Config", "RWKV7", "RWKVState", "CheckpointError", "blinkdl_keys", "config_from_state_dict"]
 
 # %% auto #0
-__all__ = ['RWKV7Config', 'RWKVState', 'CheckpointError', 'TimeMix', 'ChannelMix', 'Block', 'RWKV7', 'config_from_state_dict',
-           'blinkdl_keys']
+__all__ = ['RWKV7Config', 'RWKVState', 'TimeMix', 'ChannelMix', 'Block', 'RWKV7', 'config_from_state_dict', 'blinkdl_keys']
 
 # %% ../nbs/03_rwkv7.ipynb #c004
 def _lora_rank(scale: float, C: int, power: float = 0.5) -> int:
@@ -165,19 +164,19 @@ class RWKVState:
         "Write the `rwkv` package's per-layer list (unbatched when B = 1), atomically."
         parts = self.to_rwkv_list(0) if self.batch_size == 1 else \
             [t for l in range(self.wkv.shape[0]) for t in (self.att_shift[l], self.wkv[l], self.ffn_shift[l])]
-        _atomic_save([t.detach().cpu().contiguous() for t in parts], path)
+        save_checkpoint([t.detach().cpu().contiguous() for t in parts], path)
 
     @classmethod
     def load(cls, path: str | Path, cfg: RWKV7Config | None = None) -> "RWKVState":
         "Read a state written by `save` (or by the `rwkv` package's user); checked against `cfg` if given."
-        st = cls.from_rwkv_list(_read_torch(path, "state"))
+        st = cls.from_rwkv_list(load_checkpoint(path, "state"))
         return st.check(cfg) if cfg is not None else st
 
     @classmethod
     def from_state_tuning(cls, path: str | Path, cfg: RWKV7Config) -> "RWKVState":
         """A state-tuning file (`blocks.{i}.att.time_state`, `[H,N,N]`, same [value, key] layout as
         the WKV state) as a batch-1 state; the shift states are zero."""
-        sd = _read_torch(path, "state-tuning file")
+        sd = load_checkpoint(path, "state-tuning file")
         if not isinstance(sd, dict): raise CheckpointError(f"{path}: a state-tuning file is a dict of tensors")
         zero = cls.zeros(cfg)
         for l in range(cfg.n_layer):
@@ -191,29 +190,7 @@ class RWKVState:
         return zero
 
 # %% ../nbs/03_rwkv7.ipynb #c009
-class CheckpointError(ValueError):
-    "A checkpoint or state file that cannot be used: unreadable, keys missing or extra, wrong shapes."
-
-def _read_torch(path, what="checkpoint"):
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read {what} {path}: truncated or not a PyTorch file "
-                              f"({type(e).__name__}: {str(e)[:200]})") from None
-
-def _atomic_save(obj, path):
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp creates 0600; a checkpoint is as readable as any file the user writes
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
+from .config import CheckpointError, load_checkpoint, save_checkpoint   # one checkpoint discipline for every model
 
 # %% ../nbs/03_rwkv7.ipynb #c011
 class TimeMix(nn.Module):
@@ -434,7 +411,7 @@ class RWKV7(nn.Module):
     def load(cls, path: str | Path, dtype=torch.float32, device="cpu") -> "RWKV7":
         """A BlinkDL `.pth` as published (bf16/fp16/fp32, `[1,1,C]` vectors) or a dreamstate training
         checkpoint (`{"model": state_dict, ...}`); sizes are read from the tensors."""
-        sd = _read_torch(path)
+        sd = load_checkpoint(path)
         if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict): sd = sd["model"]
         if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
             raise CheckpointError(f"{path}: not a state dict of tensors")
@@ -464,7 +441,7 @@ class RWKV7(nn.Module):
 
     def save(self, path: str | Path, dtype=torch.float32):
         "Write a BlinkDL `.pth` (plain state dict, `[1,1,C]` vectors) that the `rwkv` package loads."
-        _atomic_save({k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}, path)
+        save_checkpoint({k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}, path)
 
     def num_params(self) -> int: return sum(p.numel() for p in self.parameters())
 

@@ -26,7 +26,7 @@ def run(tag, steps=25, guidance=2.0, eta=0.0, clip=None, net=None):
     g = torch.Generator().manual_seed(0)
     c = dit.net.cfg
     x = torch.randn(len(y), c.in_channels, c.input_size, c.input_size, generator=g)
-    img = diffusion.ddim(net or dit.ema, x, y, steps, guidance, dit.null_label, eta=eta, generator=g,
+    img = diffusion.ddim(net or dit.ema, x, y, steps=steps, guidance=guidance, null_label=dit.null_label, eta=eta, generator=g,
                          clip=float(dit.clip) if clip is None else clip)
     m = S.measure(dit.from_image(img).flatten(1).numpy())
     print(f"{tag:28s} FD {m['fd']:7.0f}  variance ratio {m['variance_ratio']:.3f}  {time.time() - t0:.0f}s", flush=True)

@@ -35,7 +35,7 @@ def batch_fn(step):
 
 def loss_fn(model, b):
     x, yy, step = b
-    return diffusion.loss(model, x, yy, len(S.names), p_uncond=0.1, generator=torch.Generator().manual_seed(7919 + step)), {}
+    return diffusion.loss(model, x, yy, null_label=len(S.names), p_uncond=0.1, generator=torch.Generator().manual_seed(7919 + step)), {}
 
 
 t0 = time.time()
@@ -50,7 +50,7 @@ def ev(tag, guidance):
     g = torch.Generator().manual_seed(0)
     c = dit.net.cfg
     x = torch.randn(len(y), c.in_channels, c.input_size, c.input_size, generator=g)
-    img = diffusion.ddim(dit.ema, x, y, 25, guidance, dit.null_label, generator=g, clip=float(dit.clip))
+    img = diffusion.ddim(dit.ema, x, y, steps=25, guidance=guidance, null_label=dit.null_label, generator=g, clip=float(dit.clip))
     m = S.measure(dit.from_image(img).flatten(1).numpy())
     print(f"{tag} g{guidance}: FD {m['fd']:.0f}  variance ratio {m['variance_ratio']:.3f}", flush=True)
 

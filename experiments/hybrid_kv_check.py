@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
-from dreamstate.dit import _timestep_embedding
+from dreamstate.dit import timestep_embedding
 from dreamstate.hybrid import HybridConfig, HybridRWKV7, fit_denoiser, hybrid_loss, kv_example
 from dreamstate.rwkv7 import RWKV7, RWKV7Config
 from dreamstate.train import TrainConfig, train
@@ -44,7 +44,7 @@ class OuterHybrid(HybridRWKV7):
     def encode(self, ctx, mask=None):
         mask = torch.ones_like(ctx, dtype=torch.bool) if mask is None else mask
         e = self.encoder
-        h = e.emb(ctx) + _timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
+        h = e.emb(ctx) + timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
         for b in e.blocks: h = b(h, mask)
         self._tok = (self.norm_t(h), mask)
         m = mask.to(h.dtype)[..., None]
@@ -84,12 +84,13 @@ def run(kind, steps, rank=P.hyb_rank, ctx_dim=P.hyb_ctx_dim, lambda_diff=P.hyb_l
             l = F.cross_entropy(lg.reshape(-1, 256), b[2][:, 1:].reshape(-1)); return l, {"ce": l.item()}
         logits = lambda c, x, s=None: m(x, read(c))[0]
     else:
+        torch.manual_seed(SEED)
         m = (OuterHybrid if kind == "outer" else HybridRWKV7)(core, hc, seed=SEED)
         if not rho: m.update_coef_rms = lambda *a, **k: None          # ρ stays 1: the denoiser sees raw coefficients
         g = torch.Generator()
         def loss_fn(model, b):
             g.manual_seed(int(b[2].sum())); return hybrid_loss(model, b, DIFF, generator=g)
-        logits = lambda c, x, s=None: m(c, None, x, s=s)
+        logits = lambda c, x, s=None: m(c, None, x, s=s).logits
     t0 = time.time()
     train(m, kv_batches(SEED), loss_fn, TrainConfig(steps=steps, lr=lr, warmup=P.hyb_warmup, ckpt_every=10**9,
                                                     log_every=max(1, steps // 10), seed=SEED), tempfile.mkdtemp(), progress=False)

@@ -71,14 +71,14 @@ def dit_measurements(P) -> dict:
     x0, y = torch.randn(B, 12, 64, 64), torch.randint(0, PERSONAS, (B,))
     def train_step():
         net.zero_grad(set_to_none=True)
-        diff.loss(net, x0, y, PERSONAS).backward()
+        diff.loss(net, x0, y, null_label=PERSONAS).backward()
     with torch.no_grad():
         fwd = flops(lambda: net(x0, torch.full((B,), 500), y)) / B
     lat = CodeDenoiser(CodeDenoiserConfig(P.latent_k, PERSONAS, P.latent_hidden, P.latent_depth))
     z = torch.randn(P.latent_batch, P.latent_k)
     def lat_step():
         lat.zero_grad(set_to_none=True)
-        diff.loss(lat, z, torch.randint(0, PERSONAS, (len(z),)), PERSONAS).backward()
+        diff.loss(lat, z, torch.randint(0, PERSONAS, (len(z),)), null_label=PERSONAS).backward()
     return {"params": sum(p.numel() for p in net.parameters()), "tokens": (64 // c.patch_size) ** 2,
             "train_flops_per_sample": flops(train_step) / B, "forward_flops_per_sample": fwd,
             "cpu_train_step_s_batch4": timed(train_step, 1), "train_ops_per_step": ops(train_step),

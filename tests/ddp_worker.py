@@ -16,6 +16,7 @@ mode = sys.argv[2] if len(sys.argv) > 2 else "lm"
 if mode.startswith("hybrid"):
     from dreamstate.diffusion import Diffusion
     from dreamstate.hybrid import HybridConfig, HybridRWKV7, hybrid_loss
+    torch.manual_seed(0)
     model = HybridRWKV7(RWKV7Config(vocab_size=64, n_layer=2, n_embd=32, head_size=16), HybridConfig(rank=4, lambda_diff=0.1 if mode == "hybrid_diff" else 0.0), seed=0)
     with torch.no_grad():   # BlinkDL's init zeroes the time-mix output, which would hide α's gradient
         for blk in model.core.blocks: blk.att.output.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))

@@ -263,3 +263,51 @@ def test_profile_layers():
         profile_layers({"name": "x", "state_layer": 12}, rc)
     with pytest.raises(ValueError, match="state_layer = 'middle'"):
         profile_layers({"name": "x", "state_layer": "middle"}, rc)
+
+
+def test_predict_is_named_and_options_are_keywords():
+    "`predict` returns `Prediction(x0, eps)`; everything after the inputs is keyword-only."
+    from dreamstate.diffusion import Prediction
+    d = Diffusion("cosine", 100)
+    net = GaussOracle(d, 0.5)
+    x, y = torch.randn(3, 2), torch.zeros(3, dtype=torch.long)
+    p = d.predict(net, x, 40, y, clip=10.0)
+    assert isinstance(p, Prediction) and p.x0.shape == p.eps.shape == x.shape
+    with pytest.raises(TypeError): d.predict(net, x, 40, y, 1.0)
+    with pytest.raises(TypeError): d.ddim(net, x, y, 10)
+    with pytest.raises(TypeError): d.loss(net, x, y, 0)
+    with pytest.raises(TypeError): d.sdedit(net, x, y, 0.5)
+
+
+def test_dit_named_parts():
+    "The timestep embedder keeps `nn.Sequential` keys and takes its frequency size; `unpatchify` inverts patching."
+    from dreamstate.dit import TimestepEmbedder, timestep_embedding
+    emb = TimestepEmbedder(32, freq_size=64)
+    assert [k for k in emb.state_dict()] == ["0.weight", "0.bias", "2.weight", "2.bias"] and emb[0].in_features == 64
+    t = torch.tensor([0.0, 3.5, 999.0])
+    assert torch.equal(emb(t), emb[2](emb[1](emb[0](timestep_embedding(t, 64)))))
+    net = DiT(DiTConfig(in_channels=3, input_size=8, num_classes=2, patch_size=4, hidden=32, depth=1, heads=2))
+    x = torch.randn(2, 3, 8, 8)
+    tokens = x.view(2, 3, 2, 4, 2, 4).permute(0, 2, 4, 3, 5, 1).reshape(2, 4, 48)     # [B, g², p·p·C], patches row-major
+    assert torch.equal(net.unpatchify(tokens), x)
+
+
+def test_state_model_checkpoint_is_data_and_names_its_class(tmp_path):
+    "`save` writes through `save_checkpoint` (no temporary left); `load` reads with weights_only and checks the class."
+    from dreamstate.dit import LatentStateModel, build_latent_model
+    tr, _ = _tiny_states()
+    lat = build_latent_model(tr, k=2, hidden=16, depth=1)
+    lat.save(tmp_path / "l.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["l.pt"]
+    assert torch.load(tmp_path / "l.pt", weights_only=True)["kind"] == "LatentStateModel"
+    with pytest.raises(ValueError, match="not a StateDiT"): StateDiT.load(tmp_path / "l.pt")
+    assert torch.equal(LatentStateModel.load(tmp_path / "l.pt").basis, lat.basis)
+
+
+def test_coordinate_normalisation_is_state_stats():
+    "`state_statistics(norm='coordinate')` is the per-coordinate `StateStats` of the modelled states."
+    from dreamstate.dit import state_statistics
+    from dreamstate.states import StateStats
+    tr, _ = _tiny_states()
+    st, ref = state_statistics(tr, "coordinate"), StateStats.fit(tr.wkv.flatten(1))
+    assert torch.equal(st["std"], ref.std) and torch.equal(st["mean"], ref.mean)

@@ -10,33 +10,33 @@ CFG = RWKV7Config(vocab_size=256, n_layer=2, n_embd=32, head_size=16)
 
 
 def test_alpha_zero_is_the_core_and_core_keeps_blinkdl_keys(tmp_path):
-    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=1)
+    torch.manual_seed(1); h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=1)
     ctx, x = torch.randint(1, 256, (3, 12)), torch.randint(1, 256, (3, 9))
-    with torch.no_grad(): assert torch.equal(h(ctx, None, x), h.core(x)[0])
+    with torch.no_grad(): assert torch.equal(h(ctx, None, x).logits, h.core(x)[0])
     h.core.save(tmp_path / "core.pth")
     from dreamstate.rwkv7 import RWKV7
     assert torch.equal(RWKV7.load(tmp_path / "core.pth")(x)[0], h.core(x)[0])
 
 
 def test_context_changes_logits_once_alpha_is_nonzero():
-    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=2)
+    torch.manual_seed(2); h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=2)
     with torch.no_grad():
         for p in h.core.parameters(): p.add_(0.05 * torch.randn_like(p))
         h.alpha.fill_(0.5)
         x = torch.randint(1, 256, (1, 9))
-        a = h(torch.randint(1, 256, (1, 12)), None, x)
-        b = h(torch.randint(1, 256, (1, 12)), None, x)
+        a = h(torch.randint(1, 256, (1, 12)), None, x).logits
+        b = h(torch.randint(1, 256, (1, 12)), None, x).logits
     assert not torch.allclose(a, b)
 
 
 def test_padding_mask_and_first_token_only():
-    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=3)
+    torch.manual_seed(3); h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=3)
     ctx = torch.randint(1, 256, (2, 6))
     pad = torch.cat([ctx, torch.randint(1, 256, (2, 4))], 1)
     mask = torch.cat([torch.ones(2, 6, dtype=torch.bool), torch.zeros(2, 4, dtype=torch.bool)], 1)
     with torch.no_grad():
         assert torch.allclose(h.encode(pad, mask), h.encode(ctx), atol=1e-5)
-    h1 = HybridRWKV7(CFG, HybridConfig(rank=4, first_token_only=True), seed=3)
+    torch.manual_seed(3); h1 = HybridRWKV7(CFG, HybridConfig(rank=4, first_token_only=True), seed=3)
     with torch.no_grad():
         assert torch.allclose(h1.encode(ctx), h1.encode(ctx[:, :1]), atol=1e-6)
 
@@ -44,20 +44,20 @@ def test_padding_mask_and_first_token_only():
 def test_loss_terms_and_frozen_alpha():
     d = Diffusion("cosine", 100)
     batch = (torch.randint(1, 256, (4, 10)), torch.ones(4, 10, dtype=torch.bool), torch.randint(1, 256, (4, 13)))
-    h = HybridRWKV7(CFG, HybridConfig(rank=4, lambda_diff=0.5), seed=4)
+    torch.manual_seed(4); h = HybridRWKV7(CFG, HybridConfig(rank=4, lambda_diff=0.5), seed=4)
     with torch.no_grad():   # BlinkDL's init zeroes the time-mix output, which would hide α's gradient
         for blk in h.core.blocks: blk.att.output.weight.normal_(0, 0.1)
     loss, m = hybrid_loss(h, batch, d, generator=torch.Generator().manual_seed(0))
     assert m["diffusion"] > 0 and m["reg"] > 0 and abs(loss.item() - m["ce"] - 0.5 * m["diffusion"] - 1e-3 * m["reg"]) < 1e-4
     loss.backward()
     assert h.alpha.grad.abs().sum() > 0
-    frozen = HybridRWKV7(CFG, HybridConfig(rank=4, freeze_alpha=True), seed=4)
+    torch.manual_seed(4); frozen = HybridRWKV7(CFG, HybridConfig(rank=4, freeze_alpha=True), seed=4)
     assert not frozen.alpha.requires_grad and torch.equal(frozen.alpha, torch.zeros_like(frozen.alpha))
 
 
 def _with_output(alpha, head_zero=False, head_init=1.0):
     "A hybrid whose time-mix output projection is non-zero (as after the first step), with α and the head set."
-    h = HybridRWKV7(CFG, HybridConfig(rank=4, ctx_dim=16, head_init=head_init), seed=6)
+    torch.manual_seed(6); h = HybridRWKV7(CFG, HybridConfig(rank=4, ctx_dim=16, head_init=head_init), seed=6)
     with torch.no_grad():
         for blk in h.core.blocks: blk.att.output.weight.normal_(0, 0.1)
         h.alpha.fill_(alpha)
@@ -80,18 +80,18 @@ def test_initialisation_gives_the_encoder_a_gradient():
     assert ge > 0 and 0 < de < 0.1 * d1
     # every encoder tensor that feeds z gets a gradient, not just the last LayerNorm
     h = _with_output(1.0, head_init=0.01)
-    logits = h(ctx, None, win[:, :-1])
+    logits = h(ctx, None, win[:, :-1]).logits
     torch.nn.functional.cross_entropy(logits.reshape(-1, 256), win[:, 1:].reshape(-1)).backward()
     assert h.encoder.emb.weight.grad.abs().sum() > 0 and h.encoder.blocks[0].qkv.weight.grad.abs().sum() > 0
     # and the shipped default starts at the plain core exactly (BlinkDL's zero output projection)
-    d = HybridRWKV7(CFG, HybridConfig(rank=4), seed=6)
+    torch.manual_seed(6); d = HybridRWKV7(CFG, HybridConfig(rank=4), seed=6)
     assert torch.equal(d.alpha, torch.ones_like(d.alpha)) and d.coefficients(d.encode(ctx)).abs().max() < 0.1
-    with torch.no_grad(): assert torch.equal(d(ctx, None, win[:, :-1]), d.core(win[:, :-1])[0])
+    with torch.no_grad(): assert torch.equal(d(ctx, None, win[:, :-1]).logits, d.core(win[:, :-1])[0])
 
 
 def test_encoder_sees_the_context():
     "Different contexts give different z and different coefficients at initialisation (the old encoder's failure)."
-    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=7)
+    torch.manual_seed(7); h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=7)
     with torch.no_grad():
         s = h.coefficients(h.encode(torch.randint(1, 256, (8, 20))))
     spread = (s - s.mean(0)).pow(2).mean().sqrt()
@@ -119,13 +119,13 @@ def test_hybrid_with_triton_backend_equals_torch_path():
     from dreamstate.wkv_triton import interpreted
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     if dev == "cpu" and not interpreted(): pytest.skip("no GPU and Triton's interpreter is off")
-    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=5).to(dev)
+    torch.manual_seed(5); h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=5).to(dev)
     with torch.no_grad():
         for p in h.core.parameters(): p.add_(0.05 * torch.randn_like(p))
         h.alpha.fill_(0.3)
         ctx, x = torch.randint(1, 256, (2, 7), device=dev), torch.randint(1, 256, (2, 11), device=dev)
-        h.core.backend = "chunked"; ref = h(ctx, None, x)
-        h.core.backend = "triton"; out = h(ctx, None, x)
+        h.core.backend = "chunked"; ref = h(ctx, None, x).logits
+        h.core.backend = "triton"; out = h(ctx, None, x).logits
     assert float((out - ref).abs().max() / ref.abs().max()) < 1e-4
 
 
@@ -133,18 +133,17 @@ def test_fit_denoiser_learns_the_heads_coefficients():
     """The denoiser works on s/ρ (ρ = rms of the head's s) and, fitted to a frozen head, samples coefficients
     closer to the head's than the unit-scale noise it starts from; the logits do not move."""
     from dreamstate.hybrid import fit_denoiser
-    torch.manual_seed(0)
-    h = HybridRWKV7(CFG, HybridConfig(rank=2, ctx_dim=16, head_init=0.05, denoiser_hidden=64, denoiser_depth=2), seed=8)
+    torch.manual_seed(8); h = HybridRWKV7(CFG, HybridConfig(rank=2, ctx_dim=16, head_init=0.05, denoiser_hidden=64, denoiser_depth=2), seed=8)
     ctxs = torch.randint(1, 256, (4, 12))                       # four contexts, each a point mass s(c)
     batch_fn = lambda i: (ctxs, torch.ones_like(ctxs, dtype=torch.bool))
     x = torch.randint(1, 256, (4, 6))
-    with torch.no_grad(): before = h(ctxs, None, x)
+    with torch.no_grad(): before = h(ctxs, None, x).logits
     d = Diffusion(prediction="v")
     losses = fit_denoiser(h, batch_fn, d, steps=1500, lr=3e-3)
     with torch.no_grad():
         s = h.coefficients(h.encode(ctxs))
         assert abs(float(h.coef_rms) - float(s.pow(2).mean().sqrt())) < 1e-6 and float(h.coef_rms) < 0.2
-        assert torch.equal(h(ctxs, None, x), before)
+        assert torch.equal(h(ctxs, None, x).logits, before)
         samp = h.sample_coefficients(h.encode(ctxs), d, steps=10, seed=1)
     assert samp.shape == s.shape and len(losses) == 1500
     assert float((samp - s).pow(2).mean().sqrt()) < 0.5 * float(s.pow(2).mean().sqrt())
@@ -176,7 +175,7 @@ def test_load_core_and_widen_ffn_start_from_a_trained_model():
     core = RWKV7(CFG).init_weights(seed=0)
     with torch.no_grad():
         for p in core.parameters(): p.add_(0.02 * torch.randn_like(p))
-    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=1).load_core(core)
+    torch.manual_seed(1); h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=1).load_core(core)
     assert all(torch.equal(a, b) for a, b in zip(h.core.state_dict().values(), core.state_dict().values()))
     with pytest.raises(ValueError, match="core config"):
         HybridRWKV7(RWKV7Config(vocab_size=256, n_layer=1, n_embd=32, head_size=16), HybridConfig(rank=4)).load_core(core)
@@ -191,7 +190,7 @@ def test_load_core_and_widen_ffn_start_from_a_trained_model():
 def test_padded_window_targets_are_left_out_of_the_loss():
     "A target mask that is all True gives the unmasked loss; masked targets do not change it."
     d = Diffusion("cosine", 100)
-    h = HybridRWKV7(CFG, HybridConfig(rank=4, lambda_diff=0.0), seed=5)
+    torch.manual_seed(5); h = HybridRWKV7(CFG, HybridConfig(rank=4, lambda_diff=0.0), seed=5)
     ctx, win = torch.randint(1, 256, (2, 8)), torch.randint(1, 256, (2, 10))
     cm, full = torch.ones(2, 8, dtype=torch.bool), torch.ones(2, 9, dtype=torch.bool)
     l0, _ = hybrid_loss(h, (ctx, cm, win), d)
@@ -202,3 +201,21 @@ def test_padded_window_targets_are_left_out_of_the_loss():
     la, _ = hybrid_loss(h, (ctx, cm, win, mask), d)
     lb, _ = hybrid_loss(h, (ctx, cm, other, mask), d)
     assert torch.allclose(la, lb)
+
+
+def test_forward_returns_one_type_and_construction_leaves_the_global_rng_alone():
+    "`forward` gives a `HybridOutput` (loss and terms only with `diffusion`); building a hybrid does not reseed torch."
+    from dreamstate.hybrid import HybridOutput
+    def after_building(global_seed):
+        torch.manual_seed(global_seed); h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=0)
+        return h, torch.randn(4)
+    (h0, x0), (h5, x5), (h0b, x0b) = after_building(0), after_building(5), after_building(0)
+    assert not torch.equal(x0, x5) and not torch.equal(h0.U, h5.U)       # the caller's seed decides, not `seed`
+    assert torch.equal(x0, x0b) and torch.equal(h0.U, h0b.U)
+    assert torch.equal(h0.core.blocks[0].att.key.weight, h5.core.blocks[0].att.key.weight)   # the core: `seed`
+    h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=0)
+    ctx, win = torch.randint(1, 256, (2, 6)), torch.randint(1, 256, (2, 8))
+    out = h(ctx, None, win[:, :-1])
+    assert isinstance(out, HybridOutput) and out.logits.shape == (2, 7, 256) and out.loss is None and out.terms is None
+    full = h(ctx, None, win, diffusion=Diffusion("cosine", 100))
+    assert full.loss.dim() == 0 and set(full.terms) == {"ce", "diffusion", "reg"} and torch.equal(full.logits, out.logits)
