@@ -8,51 +8,16 @@ CPU default) and the public op `wkv7`."""
 from __future__ import annotations
 import torch
 import torch.nn.functional as F
-
-__all__ = ["wkv7", "wkv7_sequential", "wkv7_chunked", "check_wkv_inputs", "BACKENDS"]
+from .wkv_common import FACTOR_LIMIT, check_wkv_inputs, state_dtype, triton_installed
 
 # %% auto #0
-__all__ = ['BACKENDS', 'check_wkv_inputs', 'wkv7_sequential', 'wkv7_chunked', 'wkv7']
-
-# %% ../nbs/01_wkv.ipynb #c004
-BACKENDS = ("auto", "torch", "chunked", "triton")
-
-def check_wkv_inputs(r, w, k, v, a, b, s0=None):
-    "Validate `wkv7` arguments; returns (B,T,H,N)."
-    ts = dict(r=r, w=w, k=k, v=v, a=a, b=b)
-    for n, t in ts.items():
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"wkv7: `{n}` must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"wkv7: `{n}` must have shape [B,T,H,N], got {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise TypeError(f"wkv7: `{n}` must be floating point, got {t.dtype}")
-    for n, t in ts.items():
-        if t.shape != r.shape:
-            raise ValueError(f"wkv7: `{n}` has shape {tuple(t.shape)} but `r` has {tuple(r.shape)}; all six must match")
-        if t.device != r.device:
-            raise ValueError(f"wkv7: `{n}` is on {t.device} but `r` is on {r.device}")
-        if t.dtype != r.dtype:
-            raise TypeError(f"wkv7: `{n}` is {t.dtype} but `r` is {r.dtype}; pass one dtype")
-    B, T, H, N = r.shape
-    if T == 0: raise ValueError("wkv7: empty sequence (T = 0)")
-    if s0 is not None:
-        if not isinstance(s0, torch.Tensor) or tuple(s0.shape) != (B, H, N, N):
-            raise ValueError(f"wkv7: `s0` must have shape [B,H,N,N] = {(B, H, N, N)}, "
-                             f"got {tuple(s0.shape) if isinstance(s0, torch.Tensor) else type(s0).__name__}")
-        if not s0.is_floating_point(): raise TypeError(f"wkv7: `s0` must be floating point, got {s0.dtype}")
-        if s0.device != r.device: raise ValueError(f"wkv7: `s0` is on {s0.device} but `r` is on {r.device}")
-    return B, T, H, N
-
-def _state_dtype(dt: torch.dtype) -> torch.dtype:
-    "States are float32, or float64 when the inputs are (for gradcheck)."
-    return torch.float64 if dt == torch.float64 else torch.float32
+__all__ = ['BACKENDS', 'wkv7_sequential', 'wkv7_chunked', 'wkv7']
 
 # %% ../nbs/01_wkv.ipynb #c006
-def wkv7_sequential(r, w, k, v, a, b, s0=None):
-    "Reference WKV-7: r,w,k,v,a,b `[B,T,H,N]`, s0 `[B,H,N,N]` → y `[B,T,H,N]`, s_T `[B,H,N,N]`."
-    B, T, H, N = check_wkv_inputs(r, w, k, v, a, b, s0)
-    sd = _state_dtype(r.dtype)
+def _sequential_scan(r, w, k, v, a, b, s0):
+    "The body of `wkv7_sequential`, inputs already checked."
+    B, T, H, N = r.shape
+    sd = state_dtype(r.dtype)
     S = r.new_zeros(B, H, N, N, dtype=sd) if s0 is None else s0.to(sd)
     r, w, k, v, a, b = (t.to(sd) for t in (r, w, k, v, a, b))
     d = torch.exp(w)
@@ -64,6 +29,11 @@ def wkv7_sequential(r, w, k, v, a, b, s0=None):
         ys.append((S @ r[:, t, :, :, None])[..., 0])
     return torch.stack(ys, 1), S
 
+def wkv7_sequential(r, w, k, v, a, b, s0=None):
+    "Reference WKV-7: r,w,k,v,a,b `[B,T,H,N]`, s0 `[B,H,N,N]` → y `[B,T,H,N]`, s_T `[B,H,N,N]`."
+    check_wkv_inputs(r, w, k, v, a, b, s0)
+    return _sequential_scan(r, w, k, v, a, b, s0)
+
 # %% ../nbs/01_wkv.ipynb #c008
 def _to_chunks(x, pad, L, sd):
     "[B,T,H,N] → [B,H,nc,L,N] in the state dtype, zero-padded in time."
@@ -72,10 +42,6 @@ def _to_chunks(x, pad, L, sd):
     if pad: x = F.pad(x, (0, 0, 0, 0, 0, pad))
     return x.view(B, (T + pad) // L, L, H, N).permute(0, 3, 1, 2, 4)
 
-# Largest |c_L| (total log decay over one chunk) for which the factorised products below cannot
-# overflow float32 (e^88 is its limit); RWKV-7's decays give at most L·e^{-1/2} ≈ 19.4 for L = 32.
-_FACTOR_LIMIT = 60.0
-
 def _intra_chunk_matrices(r, k, a, b, c, c_prev):
     """The four [.., L, L] matrices M^ab, M^ak (strictly lower) and M^rb, M^rk (lower), from chunked
     inputs `[B,H,nc,L,N]` and cumulative log decays c, c_prev."""
@@ -83,7 +49,7 @@ def _intra_chunk_matrices(r, k, a, b, c, c_prev):
     strict = torch.ones(L, L, dtype=torch.bool, device=r.device).tril(-1)
     incl = torch.ones(L, L, dtype=torch.bool, device=r.device).tril()
     c_end = c[..., -1:, :]
-    if float(c_end.detach().min()) >= -_FACTOR_LIMIT:
+    if float(c_end.detach().min()) >= -FACTOR_LIMIT:
         # e^{c_t - c_s} = e^{c_t - c_ref} e^{c_ref - c_s} with c_ref = c_L / 2: matrix products, no L×L×N tensor
         ref = 0.5 * c_end
         a_, r_ = a * torch.exp(c_prev - ref), r * torch.exp(c - ref)
@@ -99,10 +65,12 @@ def _intra_chunk_matrices(r, k, a, b, c, c_prev):
     return ((ae * b[..., None, :, :]).sum(-1), (ae * k[..., None, :, :]).sum(-1),
             (re * b[..., None, :, :]).sum(-1), (re * k[..., None, :, :]).sum(-1))
 
-def wkv7_chunked(r, w, k, v, a, b, s0=None, chunk_len: int = 32):
-    "Chunk-parallel WKV-7, same contract as `wkv7_sequential`; differentiable by autograd."
-    B, T, H, N = check_wkv_inputs(r, w, k, v, a, b, s0)
-    sd, L = _state_dtype(r.dtype), chunk_len
+
+# %% ../nbs/01_wkv.ipynb #c008b
+def _chunked_scan(r, w, k, v, a, b, s0, chunk_len: int = 32):
+    "The body of `wkv7_chunked`, inputs already checked."
+    B, T, H, N = r.shape
+    sd, L = state_dtype(r.dtype), chunk_len
     pad = (-T) % L
     r, w, k, v, a, b = (_to_chunks(t, pad, L, sd) for t in (r, w, k, v, a, b))   # [B,H,nc,L,N]
     c = w.cumsum(-2)                                   # c_t, inclusive
@@ -129,25 +97,22 @@ def wkv7_chunked(r, w, k, v, a, b, s0=None, chunk_len: int = 32):
     y = y.permute(0, 2, 3, 1, 4).reshape(B, -1, H, N)[:, :T].contiguous()
     return y, S
 
+def wkv7_chunked(r, w, k, v, a, b, s0=None, chunk_len: int = 32):
+    "Chunk-parallel WKV-7, same contract as `wkv7_sequential`; differentiable by autograd."
+    check_wkv_inputs(r, w, k, v, a, b, s0)
+    return _chunked_scan(r, w, k, v, a, b, s0, chunk_len)
+
 # %% ../nbs/01_wkv.ipynb #c010
-def _triton_available() -> bool:
-    try:
-        from dreamstate.wkv_triton import wkv7_triton  # noqa: F401
-        return True
-    except ImportError:
-        return False
+BACKENDS = ("auto", "torch", "chunked", "triton")
 
 def wkv7(r, w, k, v, a, b, s0=None, backend: str = "auto"):
     """WKV-7 over `[B,T,H,N]` inputs (`w` is the LOG decay); returns y `[B,T,H,N]` (input dtype)
     and the final state `[B,H,N,N]` (float32), indexed [value, key]."""
     if backend not in BACKENDS: raise ValueError(f"wkv7: unknown backend {backend!r}; choose from {BACKENDS}")
-    B, T, H, N = check_wkv_inputs(r, w, k, v, a, b, s0)
-    if backend == "auto":
-        if r.is_cuda and _triton_available(): backend = "triton"
-        else: backend = "torch" if T <= 4 else "chunked"
-    if backend == "triton":
+    if backend == "triton" or (backend == "auto" and isinstance(r, torch.Tensor) and r.is_cuda and triton_installed()):
         from dreamstate.wkv_triton import wkv7_triton
         return wkv7_triton(r, w, k, v, a, b, s0)
-    fn = wkv7_sequential if backend == "torch" else wkv7_chunked
-    y, s = fn(r, w, k, v, a, b, s0)
+    B, T, H, N = check_wkv_inputs(r, w, k, v, a, b, s0)
+    if backend == "auto": backend = "torch" if T <= 4 else "chunked"
+    y, s = (_sequential_scan if backend == "torch" else _chunked_scan)(r, w, k, v, a, b, s0)
     return y.to(r.dtype), s

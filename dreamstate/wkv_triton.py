@@ -5,144 +5,19 @@ and the final state, wrapped in a `torch.autograd.Function`; `wkv7(..., backend=
 
 # %% ../nbs/02_wkv_triton.ipynb #c002
 from __future__ import annotations
-import os
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")   # the only way Triton runs without a GPU
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError as e:  # wkv.py turns this into "backend unavailable"
-    raise ImportError(f"the Triton WKV-7 kernel needs the `triton` package ({e})") from None
-
-if os.environ.get("TRITON_INTERPRET") == "1" and type(tl.sum).__name__ != "InterpretedFunction":
-    # triton's own library functions are compiled or interpreted when triton is first imported
-    raise ImportError("triton was imported before TRITON_INTERPRET=1 was set, so its interpreter cannot run "
-                      "the kernels; set TRITON_INTERPRET=1 before anything imports triton (or import "
-                      "dreamstate.wkv_triton first)")
-
-from .wkv import check_wkv_inputs
-
-__all__ = ["wkv7_triton", "WKV7Triton", "WKV7TritonChunked", "CHUNK", "DEFAULT_FORM", "FORMS",
-           "PRECISIONS", "interpreted", "max_chunk_decay"]
-
-CHUNK = 16  # states stored every CHUNK steps for the backward pass
-
-def interpreted() -> bool:
-    "True when Triton runs in its CPU interpreter."
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+from .wkv_common import FACTOR_LIMIT, HEAD_SIZES, check_wkv_inputs, interpreted, launch_config, recurrent_warps
+from .wkv_triton_recurrent import CHUNK, WKV7Triton
+from .wkv_triton_chunked import PRECISIONS, WKV7TritonChunked, max_chunk_decay
 
 # %% auto #0
-__all__ = ['CHUNK', 'DEFAULT_FORM', 'FORMS', 'PRECISIONS', 'interpreted', 'WKV7Triton', 'max_chunk_decay', 'WKV7TritonChunked',
-           'wkv7_triton']
+__all__ = ['DEFAULT_FORM', 'FORMS', 'wkv7_triton']
 
-# %% ../nbs/02_wkv_triton.ipynb #c004
-@triton.jit
-def _wkv7_fwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, s0_ptr, y_ptr, sT_ptr, ckpt_ptr, T,
-                     H: tl.constexpr, N: tl.constexpr, BV: tl.constexpr, CL: tl.constexpr,
-                     HAS_S0: tl.constexpr, SAVE: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)          # (batch, head); int64: buffer offsets pass 2^31 at long T
-    iv = tl.program_id(1)                        # block of BV value rows: rows evolve independently
-    bb, hh = pid // H, pid % H
-    i = iv * BV + tl.arange(0, BV)               # value index (rows)
-    j = tl.arange(0, N)                          # key index (columns)
-    mat = i[:, None] * N + j[None, :]
-    if HAS_S0: S = tl.load(s0_ptr + pid * N * N + mat).to(tl.float32)
-    else: S = tl.zeros((BV, N), dtype=tl.float32)
-    nc = (T + CL - 1) // CL
-    for t in range(0, T):
-        if SAVE:
-            if t % CL == 0: tl.store(ckpt_ptr + (pid * nc + t // CL) * N * N + mat, S)
-        off = ((bb * T + t) * H + hh) * N
-        rt = tl.load(r_ptr + off + j).to(tl.float32)
-        wt = tl.load(w_ptr + off + j).to(tl.float32)
-        kt = tl.load(k_ptr + off + j).to(tl.float32)
-        vt = tl.load(v_ptr + off + i).to(tl.float32)
-        at = tl.load(a_ptr + off + j).to(tl.float32)
-        bt = tl.load(b_ptr + off + j).to(tl.float32)
-        sa = tl.sum(S * at[None, :], axis=1)                     # S a, [BV] over rows
-        S = S * tl.exp(wt)[None, :] + sa[:, None] * bt[None, :] + vt[:, None] * kt[None, :]
-        yt = tl.sum(S * rt[None, :], axis=1)
-        tl.store(y_ptr + off + i, yt.to(y_ptr.dtype.element_ty))
-    tl.store(sT_ptr + pid * N * N + mat, S)
-
-# %% ../nbs/02_wkv_triton.ipynb #c006
-@triton.jit
-def _wkv7_bwd_kernel(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, dy_ptr, dsT_ptr, ckpt_ptr, scr_ptr,
-                     dr_ptr, dw_ptr, dk_ptr, dv_ptr, da_ptr, db_ptr, ds0_ptr, T, PSTRIDE,
-                     H: tl.constexpr, N: tl.constexpr, BV: tl.constexpr, CL: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    iv = tl.program_id(1).to(tl.int64)         # the partials' offset iv * PSTRIDE can pass 2^31
-    NV: tl.constexpr = N // BV
-    bb, hh = pid // H, pid % H
-    i = iv * BV + tl.arange(0, BV)
-    j = tl.arange(0, N)
-    mat = i[:, None] * N + j[None, :]
-    loc = tl.arange(0, BV)[:, None] * N + j[None, :]            # a [BV, N] block in the scratch
-    pofs = iv * PSTRIDE                     # column sums over this row block go to partial iv
-    dS = tl.load(dsT_ptr + pid * N * N + mat)
-    nc = (T + CL - 1) // CL
-    scr = scr_ptr + (pid * NV + iv) * CL * BV * N
-    for cc in range(0, nc):
-        c = nc - 1 - cc
-        t0 = c * CL
-        n_steps = tl.minimum(T - t0, CL)
-        # recompute the chunk's states: scratch[m] = S_{t0+m-1}, the state before step t0 + m
-        S = tl.load(ckpt_ptr + (pid * nc + c) * N * N + mat)
-        for m in range(0, n_steps):
-            tl.store(scr + m * BV * N + loc, S)
-            off = ((bb * T + t0 + m) * H + hh) * N
-            wt = tl.load(w_ptr + off + j).to(tl.float32)
-            kt = tl.load(k_ptr + off + j).to(tl.float32)
-            vt = tl.load(v_ptr + off + i).to(tl.float32)
-            at = tl.load(a_ptr + off + j).to(tl.float32)
-            bt = tl.load(b_ptr + off + j).to(tl.float32)
-            sa = tl.sum(S * at[None, :], axis=1)
-            S = S * tl.exp(wt)[None, :] + sa[:, None] * bt[None, :] + vt[:, None] * kt[None, :]
-        tl.debug_barrier()
-        for mm in range(0, n_steps):
-            m = n_steps - 1 - mm
-            off = ((bb * T + t0 + m) * H + hh) * N
-            rt = tl.load(r_ptr + off + j).to(tl.float32)
-            wt = tl.load(w_ptr + off + j).to(tl.float32)
-            kt = tl.load(k_ptr + off + j).to(tl.float32)
-            vt = tl.load(v_ptr + off + i).to(tl.float32)
-            at = tl.load(a_ptr + off + j).to(tl.float32)
-            bt = tl.load(b_ptr + off + j).to(tl.float32)
-            dyt = tl.load(dy_ptr + off + i).to(tl.float32)
-            S_p = tl.load(scr + m * BV * N + loc)                  # S_{t-1}, rows of this block
-            dS = dS + dyt[:, None] * rt[None, :]
-            dt = tl.exp(wt)
-            sb = tl.sum(dS * bt[None, :], axis=1)                 # dS b, rows
-            sa = tl.sum(S_p * at[None, :], axis=1)                # S_{t-1} a, rows
-            # dr = S_tᵀ dy with S_t = S_{t-1} D + (S_{t-1} a) bᵀ + v kᵀ, so S_t need not be stored
-            q = tl.sum(S_p * dyt[:, None], axis=0)
-            drt = dt * q + bt * tl.sum(sa * dyt, axis=0) + kt * tl.sum(vt * dyt, axis=0)
-            tl.store(dr_ptr + pofs + off + j, drt.to(dr_ptr.dtype.element_ty))
-            tl.store(dv_ptr + off + i, tl.sum(dS * kt[None, :], axis=1).to(dv_ptr.dtype.element_ty))
-            tl.store(dk_ptr + pofs + off + j, tl.sum(dS * vt[:, None], axis=0).to(dk_ptr.dtype.element_ty))
-            tl.store(dw_ptr + pofs + off + j, (tl.sum(S_p * dS, axis=0) * dt).to(dw_ptr.dtype.element_ty))
-            tl.store(da_ptr + pofs + off + j, tl.sum(S_p * sb[:, None], axis=0).to(da_ptr.dtype.element_ty))
-            tl.store(db_ptr + pofs + off + j, tl.sum(dS * sa[:, None], axis=0).to(db_ptr.dtype.element_ty))
-            dS = dS * dt[None, :] + sb[:, None] * at[None, :]
-        tl.debug_barrier()
-    tl.store(ds0_ptr + pid * N * N + mat, dS)
+# %% ../nbs/02_wkv_triton.ipynb #c016
+DEFAULT_FORM = "recurrent"
+FORMS = ("recurrent", "chunked", "auto")
 
 # %% ../nbs/02_wkv_triton.ipynb #c008
-def _num_warps(BV: int, N: int) -> int:
-    n = BV * N                                   # state elements one program holds
-    return 1 if n <= 1024 else (4 if n <= 4096 else 8)   # measured on an H200: kernels/results
-
-def _default_bv(N: int) -> int:
-    """Rows per program: blocks of 16 value rows on CUDA, one warp each (more programs in flight,
-    row sums inside a warp; the backward's key-side gradients, sums over all rows, then go through
-    float32 partials), the fastest of the sweep in kernels/results. The interpreter runs whole
-    states (fewer, larger programs are faster there)."""
-    if interpreted(): return N
-    return min(N, 16)
-
 def _check_device(x: torch.Tensor):
     if x.is_cuda: return
     if not interpreted():
@@ -155,313 +30,7 @@ def _check_bv(bv, N):
         raise ValueError(f"wkv7 triton: rows per program {bv} must be a power of two in [4, N={N}]")
     return bv
 
-class WKV7Triton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, r, w, k, v, a, b, s0, bv_fwd=None, bv_bwd=None, num_warps=None):
-        B, T, H, N = r.shape
-        if N not in (16, 32, 64, 128): raise ValueError(f"wkv7 triton: head size N={N} not supported (16, 32, 64, 128)")
-        bv = _check_bv(bv_fwd, N) or _default_bv(N)
-        r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
-        s0c = s0.float().contiguous() if s0 is not None else None
-        save = any(ctx.needs_input_grad[:7])
-        nc = triton.cdiv(T, CHUNK)
-        y = torch.empty_like(r)
-        sT = torch.empty(B, H, N, N, device=r.device, dtype=torch.float32)
-        ckpt = torch.empty(B * H, nc, N, N, device=r.device, dtype=torch.float32) if save else sT
-        _wkv7_fwd_kernel[(B * H, N // bv)](r, w, k, v, a, b, s0c if s0c is not None else sT, y, sT, ckpt, T,
-                                           H=H, N=N, BV=bv, CL=CHUNK, HAS_S0=s0c is not None, SAVE=save,
-                                           num_warps=num_warps or _num_warps(bv, N))
-        if save: ctx.save_for_backward(r, w, k, v, a, b, ckpt)
-        ctx.has_s0, ctx.s0_dtype = s0 is not None, (s0.dtype if s0 is not None else None)
-        ctx.bv_bwd, ctx.num_warps = _check_bv(bv_bwd, N) or _default_bv(N), num_warps
-        return y, sT
-
-    @staticmethod
-    def backward(ctx, dy, dsT):
-        r, w, k, v, a, b, ckpt = ctx.saved_tensors
-        B, T, H, N = r.shape
-        bv = ctx.bv_bwd; nv = N // bv
-        dy = torch.zeros_like(r) if dy is None else dy.contiguous()
-        dsT = torch.zeros(B, H, N, N, device=r.device) if dsT is None else dsT.float().contiguous()
-        dv = torch.empty_like(v)
-        # key-side gradients: written directly with whole states, else float32 partials per row block
-        cols = ([torch.empty_like(x) for x in (r, w, k, a, b)] if nv == 1 else
-                [torch.empty(nv, *x.shape, device=x.device, dtype=torch.float32) for x in (r, w, k, a, b)])
-        ds0 = torch.empty(B, H, N, N, device=r.device, dtype=torch.float32)
-        scratch = torch.empty(B * H * nv, CHUNK, bv, N, device=r.device, dtype=torch.float32)
-        dr, dw, dk, da, db = cols
-        _wkv7_bwd_kernel[(B * H, nv)](r, w, k, v, a, b, dy, dsT, ckpt, scratch, dr, dw, dk, dv, da, db, ds0,
-                                      T, B * T * H * N, H=H, N=N, BV=bv, CL=CHUNK,
-                                      num_warps=ctx.num_warps or _num_warps(bv, N))
-        if nv > 1: dr, dw, dk, da, db = (g.sum(0).to(x.dtype) for g, x in zip(cols, (r, w, k, a, b)))
-        return dr, dw, dk, dv, da, db, (ds0.to(ctx.s0_dtype) if ctx.has_s0 else None), None, None, None
-
-# %% ../nbs/02_wkv_triton.ipynb #c012
-@triton.jit
-def _unit_lower_inverse(M, L: tl.constexpr):
-    "(I - M)⁻¹ for a strictly lower-triangular [L,L] tile M, by forward substitution, one row per step."
-    rows = tl.arange(0, L)[:, None]
-    cols = tl.arange(0, L)[None, :]
-    Ti = tl.where(rows == cols, 1.0, 0.0)
-    for i in tl.static_range(1, L):
-        m_i = tl.sum(tl.where(rows == i, M, 0.0), axis=0)            # row i of M, over columns j
-        new = tl.sum(m_i[:, None] * Ti, axis=0)                      # Σ_j M[i,j] (I-M)⁻¹[j,:]
-        Ti = tl.where(rows == i, new[None, :] + tl.where(cols == i, 1.0, 0.0), Ti)
-    return Ti
-
-@triton.jit
-def _chunk_decays(w, L: tl.constexpr):
-    "Cumulative log decays of a chunk, inclusive c and exclusive c_prev [L,N], and the total c_L [N]."
-    c = tl.cumsum(w, axis=0)
-    cL = tl.sum(tl.where(tl.arange(0, L)[:, None] == L - 1, c, 0.0), axis=0)
-    return c, c - w, cL
-
-@triton.jit
-def _chunk_factors(r, k, a, b, c, cp, cL):
-    "a, r, b, k scaled by e^{±(c - c_L/2)}: a product of two gives e^{c_t - c_s} with no overflow."
-    ref = 0.5 * cL[None, :]
-    inv = tl.exp(ref - c)
-    return a * tl.exp(cp - ref), r * tl.exp(c - ref), b * inv, k * inv
-
-@triton.jit
-def _chunk_matrices(Af, Rf, Bf, Kf, L: tl.constexpr, PREC: tl.constexpr):
-    "M^ab, M^ak (strictly lower) and M^rb, M^rk (lower) of one chunk, [L,L] each."
-    rows = tl.arange(0, L)[:, None]
-    cols = tl.arange(0, L)[None, :]
-    m_ab = tl.where(rows > cols, tl.dot(Af, tl.trans(Bf), input_precision=PREC), 0.0)
-    m_ak = tl.where(rows > cols, tl.dot(Af, tl.trans(Kf), input_precision=PREC), 0.0)
-    m_rb = tl.where(rows >= cols, tl.dot(Rf, tl.trans(Bf), input_precision=PREC), 0.0)
-    m_rk = tl.where(rows >= cols, tl.dot(Rf, tl.trans(Kf), input_precision=PREC), 0.0)
-    return m_ab, m_ak, m_rb, m_rk
-
-@triton.jit
-def _load_tile(ptr, off, valid):
-    "A [L, ·] tile of an input in float32, rows past the end of the sequence as zeros."
-    return tl.load(ptr + off, mask=valid, other=0.0).to(tl.float32)
-
-# %% ../nbs/02_wkv_triton.ipynb #c013
-@triton.jit
-def _wkv7c_fwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, T, NT, H,
-                     N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)          # (batch, head); int64: buffer offsets pass 2^31 at long T
-    ic = tl.program_id(1)                        # chunk
-    bb, hh = pid // H, pid % H
-    t = ic * L + tl.arange(0, L)
-    n = tl.arange(0, N)
-    valid = (t < T)[:, None]
-    off = ((bb * T + t) * H + hh)[:, None] * N + n[None, :]
-    r, w, k = _load_tile(r_ptr, off, valid), _load_tile(w_ptr, off, valid), _load_tile(k_ptr, off, valid)
-    v, a, b = _load_tile(v_ptr, off, valid), _load_tile(a_ptr, off, valid), _load_tile(b_ptr, off, valid)
-    c, cp, cL = _chunk_decays(w, L)
-    Af, Rf, Bf, Kf = _chunk_factors(r, k, a, b, c, cp, cL)
-    m_ab, m_ak, m_rb, m_rk = _chunk_matrices(Af, Rf, Bf, Kf, L, PREC)
-    Ti = _unit_lower_inverse(m_ab, L)
-    W = tl.dot(Ti, a * tl.exp(cp), input_precision=PREC)                         # X = W Sᵀ + U
-    U = tl.dot(Ti, tl.dot(m_ak, v, input_precision=PREC), input_precision=PREC)
-    Rw = r * tl.exp(c) + tl.dot(m_rb, W, input_precision=PREC)                   # Y = Rw Sᵀ + Yl
-    Yl = tl.dot(m_rb, U, input_precision=PREC) + tl.dot(m_rk, v, input_precision=PREC)
-    tmp = (pid * NT + t)[:, None] * N + n[None, :]
-    tl.store(W_ptr + tmp, W)
-    tl.store(U_ptr + tmp, U)
-    tl.store(Rw_ptr + tmp, Rw)
-    tl.store(Yl_ptr + tmp, Yl)
-
-@triton.jit
-def _wkv7c_fwd_scan(w_ptr, k_ptr, v_ptr, b_ptr, W_ptr, U_ptr, Rw_ptr, Yl_ptr, s0_ptr, y_ptr, sT_ptr, st_ptr,
-                    T, NT, H, N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr,
-                    PREC: tl.constexpr, HAS_S0: tl.constexpr, SAVE: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    iv = tl.program_id(1)                        # block of BV value rows
-    bb, hh = pid // H, pid % H
-    i = iv * BV + tl.arange(0, BV)
-    n = tl.arange(0, N)
-    mat = i[:, None] * N + n[None, :]
-    if HAS_S0: S = tl.load(s0_ptr + pid * N * N + mat).to(tl.float32)
-    else: S = tl.zeros((BV, N), dtype=tl.float32)
-    nc = NT // L
-    for ic in range(0, nc):
-        if SAVE: tl.store(st_ptr + (pid * nc + ic) * N * N + mat, S)     # the chunk's start state
-        t = ic * L + tl.arange(0, L)
-        valid = (t < T)[:, None]
-        row = ((bb * T + t) * H + hh)[:, None] * N
-        w = _load_tile(w_ptr, row + n[None, :], valid)
-        k = _load_tile(k_ptr, row + n[None, :], valid)
-        b = _load_tile(b_ptr, row + n[None, :], valid)
-        v = _load_tile(v_ptr, row + i[None, :], valid)                   # [L, BV]
-        c, cp, cL = _chunk_decays(w, L)
-        to_end = tl.exp(cL[None, :] - c)
-        tmp = (pid * NT + t)[:, None] * N
-        W, Rw = tl.load(W_ptr + tmp + n[None, :]), tl.load(Rw_ptr + tmp + n[None, :])
-        U, Yl = tl.load(U_ptr + tmp + i[None, :]), tl.load(Yl_ptr + tmp + i[None, :])
-        St = tl.trans(S)                                                 # [N (key), BV]
-        X = tl.dot(W, St, input_precision=PREC) + U                      # x_t = S_{t-1} a_t
-        y = tl.dot(Rw, St, input_precision=PREC) + Yl
-        tl.store(y_ptr + row + i[None, :], y.to(y_ptr.dtype.element_ty), mask=valid)
-        S = (S * tl.exp(cL)[None, :] + tl.dot(tl.trans(X), b * to_end, input_precision=PREC)
-             + tl.dot(tl.trans(v), k * to_end, input_precision=PREC))
-    tl.store(sT_ptr + pid * N * N + mat, S)
-
-# %% ../nbs/02_wkv_triton.ipynb #c014
-@triton.jit
-def _wkv7c_bwd_scan(w_ptr, b_ptr, dy_ptr, W_ptr, Rw_ptr, dsT_ptr, dse_ptr, ds0_ptr, T, NT, H,
-                    N: tl.constexpr, L: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    iv = tl.program_id(1)
-    bb, hh = pid // H, pid % H
-    i = iv * BV + tl.arange(0, BV)
-    n = tl.arange(0, N)
-    mat = i[:, None] * N + n[None, :]
-    dS = tl.load(dsT_ptr + pid * N * N + mat)
-    nc = NT // L
-    for cc in range(0, nc):
-        ic = nc - 1 - cc
-        tl.store(dse_ptr + (pid * nc + ic) * N * N + mat, dS)          # gradient of the chunk's end state
-        t = ic * L + tl.arange(0, L)
-        valid = (t < T)[:, None]
-        row = ((bb * T + t) * H + hh)[:, None] * N
-        w = _load_tile(w_ptr, row + n[None, :], valid)
-        b = _load_tile(b_ptr, row + n[None, :], valid)
-        dy = _load_tile(dy_ptr, row + i[None, :], valid)                # [L, BV]
-        c, cp, cL = _chunk_decays(w, L)
-        tmp = (pid * NT + t)[:, None] * N + n[None, :]
-        W, Rw = tl.load(W_ptr + tmp), tl.load(Rw_ptr + tmp)
-        dSB = tl.dot(dS, tl.trans(b * tl.exp(cL[None, :] - c)), input_precision=PREC)     # [BV, L]
-        dS = (dS * tl.exp(cL)[None, :] + tl.dot(dSB, W, input_precision=PREC)
-              + tl.dot(tl.trans(dy), Rw, input_precision=PREC))
-    tl.store(ds0_ptr + pid * N * N + mat, dS)
-
-@triton.jit
-def _wkv7c_bwd_intra(r_ptr, w_ptr, k_ptr, v_ptr, a_ptr, b_ptr, dy_ptr, st_ptr, dse_ptr,
-                     dr_ptr, dw_ptr, dk_ptr, dv_ptr, da_ptr, db_ptr, T, H,
-                     N: tl.constexpr, L: tl.constexpr, PREC: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    ic = tl.program_id(1)
-    nc = tl.num_programs(1)
-    bb, hh = pid // H, pid % H
-    l = tl.arange(0, L)
-    t = ic * L + l
-    n = tl.arange(0, N)
-    valid = (t < T)[:, None]
-    off = ((bb * T + t) * H + hh)[:, None] * N + n[None, :]
-    r, w, k = _load_tile(r_ptr, off, valid), _load_tile(w_ptr, off, valid), _load_tile(k_ptr, off, valid)
-    v, a, b = _load_tile(v_ptr, off, valid), _load_tile(a_ptr, off, valid), _load_tile(b_ptr, off, valid)
-    dy = _load_tile(dy_ptr, off, valid)
-    mat = n[:, None] * N + n[None, :]
-    S = tl.load(st_ptr + (pid * nc + ic) * N * N + mat)            # the chunk's start state [V, K]
-    dSe = tl.load(dse_ptr + (pid * nc + ic) * N * N + mat)         # gradient of its end state
-    rows, cols = l[:, None], l[None, :]
-    # the chunk's forward quantities, recomputed
-    c, cp, cL = _chunk_decays(w, L)
-    Af, Rf, Bf, Kf = _chunk_factors(r, k, a, b, c, cp, cL)
-    m_ab, m_ak, m_rb, m_rk = _chunk_matrices(Af, Rf, Bf, Kf, L, PREC)
-    Ti = _unit_lower_inverse(m_ab, L)
-    At, Rh = a * tl.exp(cp), r * tl.exp(c)
-    to_end = tl.exp(cL[None, :] - c)
-    Bd, Kd = b * to_end, k * to_end
-    W = tl.dot(Ti, At, input_precision=PREC)
-    U = tl.dot(Ti, tl.dot(m_ak, v, input_precision=PREC), input_precision=PREC)
-    X = tl.dot(W, tl.trans(S), input_precision=PREC) + U
-    # Y = Rh Sᵀ + M_rb X + M_rk V,  S' = S diag(e^{c_L}) + Xᵀ Bd + Vᵀ Kd
-    dX = tl.dot(tl.trans(m_rb), dy, input_precision=PREC) + tl.dot(Bd, tl.trans(dSe), input_precision=PREC)
-    dRh = tl.dot(dy, S, input_precision=PREC)
-    dW = tl.dot(dX, S, input_precision=PREC)
-    dm_rb = tl.where(rows >= cols, tl.dot(dy, tl.trans(X), input_precision=PREC), 0.0)
-    dm_rk = tl.where(rows >= cols, tl.dot(dy, tl.trans(v), input_precision=PREC), 0.0)
-    dBd = tl.dot(X, dSe, input_precision=PREC)
-    dKd = tl.dot(v, dSe, input_precision=PREC)
-    dcL = tl.exp(cL) * tl.sum(S * dSe, axis=0) + tl.sum(dBd * Bd + dKd * Kd, axis=0)
-    # [W | U] = (I - M_ab)⁻¹ [At | M_ak V]
-    dGW = tl.dot(tl.trans(Ti), dW, input_precision=PREC)
-    dGU = tl.dot(tl.trans(Ti), dX, input_precision=PREC)
-    dm_ab = tl.where(rows > cols, tl.dot(dGW, tl.trans(W), input_precision=PREC)
-                     + tl.dot(dGU, tl.trans(U), input_precision=PREC), 0.0)
-    dm_ak = tl.where(rows > cols, tl.dot(dGU, tl.trans(v), input_precision=PREC), 0.0)
-    dv = (tl.dot(tl.trans(m_rk), dy, input_precision=PREC) + tl.dot(Kd, tl.trans(dSe), input_precision=PREC)
-          + tl.dot(tl.trans(m_ak), dGU, input_precision=PREC))
-    # the factorised products, then the exponentials
-    dAf = tl.dot(dm_ab, Bf, input_precision=PREC) + tl.dot(dm_ak, Kf, input_precision=PREC)
-    dRf = tl.dot(dm_rb, Bf, input_precision=PREC) + tl.dot(dm_rk, Kf, input_precision=PREC)
-    dBf = tl.dot(tl.trans(dm_ab), Af, input_precision=PREC) + tl.dot(tl.trans(dm_rb), Rf, input_precision=PREC)
-    dKf = tl.dot(tl.trans(dm_ak), Af, input_precision=PREC) + tl.dot(tl.trans(dm_rk), Rf, input_precision=PREC)
-    ref = 0.5 * cL[None, :]
-    da = dGW * tl.exp(cp) + dAf * tl.exp(cp - ref)
-    dr = dRh * tl.exp(c) + dRf * tl.exp(c - ref)
-    db = dBd * to_end + dBf * tl.exp(ref - c)
-    dk = dKd * to_end + dKf * tl.exp(ref - c)
-    # log decays: c_t = Σ_{s≤t} w_s, c_prev_t = Σ_{s<t} w_s, c_L = the last row of c (ref = c_L/2 cancels)
-    dcp = dGW * At + dAf * Af
-    dc = (dRh * Rh + dRf * Rf - dBd * Bd - dKd * Kd - dBf * Bf - dKf * Kf
-          + tl.where(rows == L - 1, dcL[None, :], 0.0))
-    g = dc + dcp
-    dw = tl.sum(g, axis=0)[None, :] - tl.cumsum(g, axis=0) + g - dcp        # Σ_{t≥s} dc_t + Σ_{t>s} dcp_t
-    tl.store(dr_ptr + off, dr.to(dr_ptr.dtype.element_ty), mask=valid)
-    tl.store(dw_ptr + off, dw.to(dw_ptr.dtype.element_ty), mask=valid)
-    tl.store(dk_ptr + off, dk.to(dk_ptr.dtype.element_ty), mask=valid)
-    tl.store(dv_ptr + off, dv.to(dv_ptr.dtype.element_ty), mask=valid)
-    tl.store(da_ptr + off, da.to(da_ptr.dtype.element_ty), mask=valid)
-    tl.store(db_ptr + off, db.to(db_ptr.dtype.element_ty), mask=valid)
-
-# %% ../nbs/02_wkv_triton.ipynb #c016
-from .wkv import _FACTOR_LIMIT
-
-DEFAULT_FORM = "recurrent"
-FORMS = ("recurrent", "chunked", "auto")
-PRECISIONS = ("tf32x3", "tf32", "ieee")
-
-def max_chunk_decay(w: torch.Tensor, L: int) -> float:
-    "Largest total log decay |Σ w| over the chunks of `L` steps (one reduction over `w`, one host sync)."
-    B, T, H, N = w.shape
-    w, nf = w.detach(), T // L
-    m = torch.zeros((), device=w.device, dtype=torch.float32)
-    if nf: m = torch.maximum(m, -w[:, :nf * L].reshape(B, nf, L, H, N).sum(2, dtype=torch.float32).min())
-    if T % L: m = torch.maximum(m, -w[:, nf * L:].sum(1, dtype=torch.float32).min())
-    return float(m)
-
-def _chunk_warps(N: int) -> tuple[int, int]:
-    "Warps for the (scan and forward intra) kernels and for the backward intra kernel."
-    return 4, (8 if N >= 64 else 4)   # the backward intra kernel holds S and its gradient: kernels/compile_check.py
-
-class WKV7TritonChunked(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, r, w, k, v, a, b, s0, L, bv_fwd, bv_bwd, prec, num_warps):
-        B, T, H, N = r.shape
-        r, w, k, v, a, b = (x.contiguous() for x in (r, w, k, v, a, b))
-        s0c = s0.float().contiguous() if s0 is not None else None
-        save = any(ctx.needs_input_grad[:7])
-        nc = triton.cdiv(T, L); NT = nc * L
-        nw, nw_bwd = (num_warps, num_warps) if num_warps else _chunk_warps(N)
-        W, U, Rw, Yl = (torch.empty(B * H, NT, N, device=r.device, dtype=torch.float32) for _ in range(4))
-        _wkv7c_fwd_intra[(B * H, nc)](r, w, k, v, a, b, W, U, Rw, Yl, T, NT, H=H, N=N, L=L, PREC=prec, num_warps=nw)
-        y = torch.empty_like(r)
-        sT = torch.empty(B, H, N, N, device=r.device, dtype=torch.float32)
-        st = torch.empty(B * H, nc, N, N, device=r.device, dtype=torch.float32) if save else sT
-        _wkv7c_fwd_scan[(B * H, N // bv_fwd)](w, k, v, b, W, U, Rw, Yl, s0c if s0c is not None else sT, y, sT, st,
-                                              T, NT, H=H, N=N, L=L, BV=bv_fwd, PREC=prec,
-                                              HAS_S0=s0c is not None, SAVE=save, num_warps=nw)
-        del U, Yl
-        if save: ctx.save_for_backward(r, w, k, v, a, b, W, Rw, st)
-        ctx.cfg = (L, bv_bwd, prec, nw, nw_bwd)
-        ctx.has_s0, ctx.s0_dtype = s0 is not None, (s0.dtype if s0 is not None else None)
-        return y, sT
-
-    @staticmethod
-    def backward(ctx, dy, dsT):
-        r, w, k, v, a, b, W, Rw, st = ctx.saved_tensors
-        L, bv, prec, nw, nw_bwd = ctx.cfg
-        B, T, H, N = r.shape
-        nc = triton.cdiv(T, L); NT = nc * L
-        dy = torch.zeros_like(r) if dy is None else dy.contiguous()
-        dsT = torch.zeros(B, H, N, N, device=r.device) if dsT is None else dsT.float().contiguous()
-        dse = torch.empty_like(st)
-        ds0 = torch.empty(B, H, N, N, device=r.device, dtype=torch.float32)
-        _wkv7c_bwd_scan[(B * H, N // bv)](w, b, dy, W, Rw, dsT, dse, ds0, T, NT, H=H, N=N, L=L, BV=bv,
-                                          PREC=prec, num_warps=nw)
-        dr, dw, dk, dv, da, db = (torch.empty_like(x) for x in (r, w, k, v, a, b))
-        _wkv7c_bwd_intra[(B * H, nc)](r, w, k, v, a, b, dy, st, dse, dr, dw, dk, dv, da, db, T,
-                                      H=H, N=N, L=L, PREC=prec, num_warps=nw_bwd)
-        return (dr, dw, dk, dv, da, db, (ds0.to(ctx.s0_dtype) if ctx.has_s0 else None),
-                None, None, None, None, None)
-
+# %% ../nbs/02_wkv_triton.ipynb #c016c
 def wkv7_triton(r, w, k, v, a, b, s0=None, *, form=None, chunk=16, precision=None,
                 bv_fwd=None, bv_bwd=None, num_warps=None):
     """WKV-7 with the Triton kernels; same contract as `dreamstate.wkv.wkv7`.
@@ -478,19 +47,23 @@ def wkv7_triton(r, w, k, v, a, b, s0=None, *, form=None, chunk=16, precision=Non
     form = DEFAULT_FORM if form is None else form
     if form not in FORMS: raise ValueError(f"wkv7 triton: unknown form {form!r}; choose from {FORMS}")
     _check_device(r)
-    if N not in (16, 32, 64, 128): raise ValueError(f"wkv7 triton: head size N={N} not supported (16, 32, 64, 128)")
+    if N not in HEAD_SIZES: raise ValueError(f"wkv7 triton: head size N={N} not supported {HEAD_SIZES}")
+    cfg = launch_config(N)
     if form != "recurrent":
         if chunk not in (16, 32, 64): raise ValueError(f"wkv7 triton: chunk length {chunk} must be 16, 32 or 64")
         prec = precision or ("ieee" if interpreted() else "tf32x3")
         if prec not in PRECISIONS: raise ValueError(f"wkv7 triton: precision {prec!r} not in {PRECISIONS}")
         m = max_chunk_decay(w, chunk)
-        if m <= _FACTOR_LIMIT:
-            bvf = _check_bv(bv_fwd, N) or (N if interpreted() else min(N, 32))
-            bvb = _check_bv(bv_bwd, N) or (N if interpreted() else min(N, 32))
+        if m <= FACTOR_LIMIT:
+            bvf = _check_bv(bv_fwd, N) or cfg.rows_chunked
+            bvb = _check_bv(bv_bwd, N) or cfg.rows_chunked
             if min(bvf, bvb) < 16: raise ValueError("wkv7 triton: the chunked form needs rows per program >= 16")
-            return WKV7TritonChunked.apply(r, w, k, v, a, b, s0, chunk, bvf, bvb, prec, num_warps)
+            nw, nw_bwd = (num_warps, num_warps) if num_warps else (cfg.warps_chunked, cfg.warps_chunked_bwd)
+            return WKV7TritonChunked.apply(r, w, k, v, a, b, s0, chunk, bvf, bvb, prec, nw, nw_bwd)
         if form == "chunked":
             raise ValueError(f"wkv7 triton: form='chunked' needs every chunk of {chunk} steps to have a total log decay "
-                             f">= -{_FACTOR_LIMIT:g} (its factorised products would overflow float32); this input "
+                             f">= -{FACTOR_LIMIT:g} (its factorised products would overflow float32); this input "
                              f"reaches -{m:.1f}. Use form='auto' (falls back to the recurrent kernels) or 'recurrent'.")
-    return WKV7Triton.apply(r, w, k, v, a, b, s0, bv_fwd, bv_bwd, num_warps)
+    bvf, bvb = _check_bv(bv_fwd, N) or cfg.rows, _check_bv(bv_bwd, N) or cfg.rows
+    return WKV7Triton.apply(r, w, k, v, a, b, s0, bvf, bvb, num_warps or recurrent_warps(bvf, N),
+                            num_warps or recurrent_warps(bvb, N))

@@ -16,15 +16,15 @@ rewritten after each phase (timings, errors, sweep), so a run cut off by a time 
 measured. On the CPU it compares the torch paths only. Results go to
 kernels/results/<device>-<date>.json.
 """
-import argparse, datetime, json, math, os, platform, re, sys, time
+import argparse, dataclasses, datetime, json, math, os, platform, re, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from dreamstate.wkv import wkv7_chunked, wkv7_sequential  # noqa: E402
+from dreamstate.wkv_common import KERNEL_LAB_ORDER, LAUNCH_CONFIGS, rwkv_like_inputs  # noqa: E402
 
 SHAPES = [(8, 4096, 64, 64), (8, 4096, 32, 64), (1, 16384, 16, 64), (16, 1024, 12, 64)]
 QUICK = [(1, 512, 4, 64), (2, 256, 2, 32)]
@@ -41,12 +41,8 @@ SWEEP_CHUNKED = [("tf32x3", 16, 32, None), ("tf32", 16, 32, None), ("ieee", 16, 
 
 
 def rwkv_inputs(B, T, H, N, dtype, device, seed=0):
-    "Inputs distributed like RWKV-7's: log decay in (-e^{-1/2}, 0), a = -k̂, b = k̂·α."
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    rnd = lambda: torch.randn(B, T, H, N, generator=g)
-    kk = F.normalize(rnd(), dim=-1)
-    xs = [rnd(), -math.exp(-0.5) * torch.rand(B, T, H, N, generator=g), rnd() / N ** 0.5, rnd(), -kk,
-          kk * torch.rand(B, T, H, N, generator=g)]
+    "The shared RWKV-like inputs with log decay in (-e^{-1/2}, 0) exactly and k scaled by N^{-1/2}, on `device` in `dtype`."
+    xs = rwkv_like_inputs(B, T, H, N, seed=seed, w_scale=math.exp(-0.5), k_div=N ** 0.5, order=KERNEL_LAB_ORDER)
     return [x.to(device=device, dtype=dtype) for x in xs]
 
 
@@ -229,6 +225,8 @@ def main():
     rows = [] if "timings" in phases else old.get("rows", [])
     err_rows = [] if "errors" in phases else old.get("errors", [])
     res = {"device": dev_name, "date": date, "versions": versions, "rows": rows, "errors": err_rows,
+           # what the Triton wrappers launched where a row names no configuration
+           "launch_configs": {N: dataclasses.asdict(c) for N, c in LAUNCH_CONFIGS.items()},
            "sweep": None if "sweep" in phases else old.get("sweep"),
            "sweep_chunked": None if "sweep" in phases else old.get("sweep_chunked")}
 

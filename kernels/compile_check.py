@@ -21,7 +21,9 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-import dreamstate.wkv_triton as wt  # noqa: E402
+import dreamstate.wkv_triton_chunked as chunked  # noqa: E402
+import dreamstate.wkv_triton_recurrent as recurrent  # noqa: E402
+from dreamstate.wkv_common import launch_config, recurrent_warps  # noqa: E402
 
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 CUOBJDUMP = PTXAS.parent / "cuobjdump"
@@ -32,16 +34,15 @@ INTS = {"T", "NT", "PSTRIDE", "H"}     # H: a runtime int in the chunked kernels
 
 def kernels(N, prec, H=64):
     "(name, kernel, constexprs, num_warps) as `wkv7_triton` launches them on CUDA for head size N."
-    bv = wt._default_bv(N)                # the recurrent kernels' default rows per program on CUDA
-    bvc = min(N, 32)                      # the chunked scans' default
-    nw, nw_bwd = wt._chunk_warps(N)
+    cfg = launch_config(N)                # the table the wrappers use (CUDA values: TRITON_INTERPRET=0 here)
+    bv, bvc, nw, nw_bwd = cfg.rows, cfg.rows_chunked, cfg.warps_chunked, cfg.warps_chunked_bwd
     return [
-        ("recurrent_fwd", wt._wkv7_fwd_kernel, dict(H=H, N=N, BV=bv, CL=wt.CHUNK, HAS_S0=True, SAVE=True), wt._num_warps(bv, N)),
-        ("recurrent_bwd", wt._wkv7_bwd_kernel, dict(H=H, N=N, BV=bv, CL=wt.CHUNK), wt._num_warps(bv, N)),
-        ("chunked_fwd_intra", wt._wkv7c_fwd_intra, dict(N=N, L=16, PREC=prec), nw),
-        ("chunked_fwd_scan", wt._wkv7c_fwd_scan, dict(N=N, L=16, BV=bvc, PREC=prec, HAS_S0=True, SAVE=True), nw),
-        ("chunked_bwd_scan", wt._wkv7c_bwd_scan, dict(N=N, L=16, BV=bvc, PREC=prec), nw),
-        ("chunked_bwd_intra", wt._wkv7c_bwd_intra, dict(N=N, L=16, PREC=prec), nw_bwd),
+        ("recurrent_fwd", recurrent.recurrent_fwd_kernel, dict(H=H, N=N, BV=bv, CL=recurrent.CHUNK, HAS_S0=True, SAVE=True), recurrent_warps(bv, N)),
+        ("recurrent_bwd", recurrent.recurrent_bwd_kernel, dict(H=H, N=N, BV=bv, CL=recurrent.CHUNK), recurrent_warps(bv, N)),
+        ("chunked_fwd_intra", chunked.chunk_intra_fwd_kernel, dict(N=N, L=16, PREC=prec), nw),
+        ("chunked_fwd_scan", chunked.chunk_scan_fwd_kernel, dict(N=N, L=16, BV=bvc, PREC=prec, HAS_S0=True, SAVE=True), nw),
+        ("chunked_bwd_scan", chunked.chunk_scan_bwd_kernel, dict(N=N, L=16, BV=bvc, PREC=prec), nw),
+        ("chunked_bwd_intra", chunked.chunk_intra_bwd_kernel, dict(N=N, L=16, PREC=prec), nw_bwd),
     ]
 
 
@@ -78,7 +79,7 @@ def main():
     if not PTXAS.exists():
         sys.exit(f"no ptxas in this triton install ({PTXAS}); the NVIDIA backend is needed")
     heads = [64] if a.quick else [16, 32, 64, 128]
-    precs = ["tf32x3"] if a.quick else list(wt.PRECISIONS)
+    precs = ["tf32x3"] if a.quick else list(chunked.PRECISIONS)
     rows = []
     for N in heads:
         for prec in precs:

@@ -1,14 +1,14 @@
 """Shared helpers: random-weight checkpoints in BlinkDL's layout, written here independently of
 dreamstate's own `save`, and BlinkDL's `rwkv` package as the reference implementation."""
 import os
-import shutil
 import sys
 from pathlib import Path
 
+from dreamstate.wkv_common import use_interpreter_without_gpu
+
 # Without a GPU, Triton runs kernels only in its interpreter, which must be switched on before
 # triton is first imported (its library functions are built at import time).
-if shutil.which("nvidia-smi") is None:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+use_interpreter_without_gpu()
 
 # the rwkv package reads these at import time
 os.environ["RWKV_V7_ON"] = "1"

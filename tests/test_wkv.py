@@ -1,18 +1,9 @@
 """The chunked WKV-7 against the sequential reference: outputs, final state and every gradient."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from dreamstate.wkv import wkv7, wkv7_chunked, wkv7_sequential
-
-
-def inputs(B, T, H, N, dtype=torch.float32, seed=0, decay=None):
-    g = torch.Generator().manual_seed(seed)
-    rnd = lambda: torch.randn(B, T, H, N, generator=g, dtype=dtype)
-    kk = F.normalize(rnd(), dim=-1)
-    alpha = torch.rand(B, T, H, N, generator=g, dtype=dtype)
-    w = -0.606531 * torch.rand(B, T, H, N, generator=g, dtype=dtype) if decay is None else torch.full((B, T, H, N), decay, dtype=dtype)
-    return [rnd(), w, rnd(), rnd(), -kk, kk * alpha]
+from dreamstate.wkv_common import rwkv_like_inputs as inputs
 
 
 def rel(a, b): return float((a - b).detach().abs().max() / b.detach().abs().max().clamp_min(1e-6))

@@ -1,12 +1,12 @@
 """The Triton WKV-7 kernels against the sequential reference (under TRITON_INTERPRET=1 on the CPU)."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 pytest.importorskip("triton", reason="triton is not installed")
 from dreamstate.wkv import wkv7, wkv7_sequential  # noqa: E402
 from dreamstate.wkv_triton import wkv7_triton, interpreted, max_chunk_decay  # noqa: E402
 import dreamstate.wkv_triton as wt  # noqa: E402
+from dreamstate.wkv_common import KERNEL_LAB_ORDER, rwkv_like_inputs  # noqa: E402
 from dreamstate.rwkv7 import RWKV7, RWKV7Config  # noqa: E402
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -15,11 +15,8 @@ if DEV == "cpu" and not interpreted():
 
 
 def inputs(B, T, H, N, seed=0, decay=None):
-    g = torch.Generator().manual_seed(seed)
-    rnd = lambda: torch.randn(B, T, H, N, generator=g)
-    kk = F.normalize(rnd(), dim=-1)
-    w = -0.606531 * torch.rand(B, T, H, N, generator=g) if decay is None else torch.full((B, T, H, N), float(decay))
-    return [rnd(), w, rnd(), rnd(), -kk, kk * torch.rand(B, T, H, N, generator=g)]
+    "The shared factory in notebook 02's draw order (this file once drew w before r)."
+    return rwkv_like_inputs(B, T, H, N, seed=seed, decay=decay, order=KERNEL_LAB_ORDER)
 
 
 def run_both(xs, s0, **kw):
@@ -149,7 +146,6 @@ def test_model_with_triton_backend_equals_torch_path(form, monkeypatch):
 
 
 def test_cpu_tensors_without_interpreter_fail_clearly(monkeypatch):
-    import dreamstate.wkv_triton as wt
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
         wt._check_device(torch.zeros(1))
