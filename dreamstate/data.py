@@ -9,8 +9,6 @@ import ast
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["WorldTokenizer", "ByteTokenizer", "EOT"]
-
 EOT = 0  # end-of-text id for both tokenizers
 
 # %% auto #0
@@ -94,9 +92,6 @@ class ByteTokenizer:
 # %% ../nbs/04_data.ipynb #c011
 import json, random
 from dataclasses import dataclass
-
-__all__ += ["Document", "PERSONAS", "persona_corpus", "load_folder", "load_jsonl", "split_documents",
-            "corpus_stats", "load_prompts"]
 
 @dataclass
 class Document:

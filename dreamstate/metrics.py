@@ -14,9 +14,6 @@ import torch.nn.functional as F
 
 from .rwkv7 import RWKV7, RWKVState
 
-__all__ = ["mean_ci", "frechet_distance", "frechet_terms", "knn_precision_recall", "variance_ratios", "PCASpace", "nn_distance",
-           "gaussian_states", "nll_from_states", "sample_continuations", "TextClassifier"]
-
 # %% auto #0
 __all__ = ['mean_ci', 'PCASpace', 'frechet_distance', 'nn_distance', 'gaussian_states', 'frechet_terms', 'knn_precision_recall',
            'variance_ratios', 'nll_from_states', 'sample_continuations', 'TextClassifier']

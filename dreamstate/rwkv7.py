@@ -15,8 +15,6 @@ import torch.nn.functional as F
 
 from .wkv import wkv7
 
-__all__ = ["RWKV7Config", "RWKV7", "RWKVState", "CheckpointError", "blinkdl_keys", "config_from_state_dict"]
-
 # %% auto #0
 __all__ = ['RWKV7Config', 'RWKVState', 'CheckpointError', 'TimeMix', 'ChannelMix', 'Block', 'RWKV7', 'config_from_state_dict',
            'blinkdl_keys']

@@ -15,9 +15,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ["TrainConfig", "lr_at", "train", "dist_info", "lm_loss", "lm_batches", "token_stream", "check_tokenizer",
-           "BigramModel", "eval_lm_per_label", "profile_lm"]
-
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_at', 'dist_info', 'train', 'token_stream', 'lm_batches', 'lm_loss', 'BigramModel',
            'eval_lm_per_label', 'check_tokenizer', 'profile_lm']
