@@ -253,11 +253,11 @@ class TimeMix(nn.Module):
         y = y + ((hv(r) * hv(k) * self.r_k).sum(-1, keepdim=True) * hv(v)).view(B, T, C)
         return self.output(y * g), x[:, -1], wkv_state, v_first
 
-    def step(self, x, shift, wkv_state, v_first, wkv_out=None):
+    def step(self, x, shift, wkv_state, v_first, wkv_out):
         """One token, the operations of `forward` at T = 1 without the sequence machinery (no token-shift
         concatenation, the state update written out in place, the functional form of each sub-module to
-        save its call overhead): x, shift `[B,C]`, wkv_state `[B,H,N,N]` float32; the new state is
-        written into `wkv_out` (`[B,H,N,N]`, default a new tensor)."""
+        save its call overhead): x, shift `[B,C]`, wkv_state `[B,H,N,N]` float32 → out `[B,C]`, v_first;
+        the new state is written into `wkv_out` (`[B,H,N,N]`) and the new shift is `x` itself."""
         B, C = x.shape
         H, N = self.n_head, self.head_size
         xx = shift.to(x.dtype) - x
@@ -281,7 +281,7 @@ class TimeMix(nn.Module):
         y = (S @ hv(r)[..., None])[..., 0].to(x.dtype)
         y = F.group_norm(y.view(B, C), H, self.ln_x.weight, self.ln_x.bias, self.ln_x.eps)
         y = y + ((r.view(B, H, N) * k.view(B, H, N) * self.r_k).sum(-1, keepdim=True) * v.view(B, H, N)).view(B, C)
-        return F.linear(y * g, self.output.weight), x, S, v_first
+        return F.linear(y * g, self.output.weight), v_first
 
 class ChannelMix(nn.Module):
     def __init__(self, cfg: RWKV7Config):
@@ -296,9 +296,9 @@ class ChannelMix(nn.Module):
         return self.value(k), x[:, -1]
 
     def step(self, x, shift):
-        "One token: x, shift `[B,C]`."
+        "One token: x, shift `[B,C]` → out `[B,C]` (the new shift is `x` itself)."
         k = torch.relu(F.linear(x + (shift.to(x.dtype) - x) * self.x_k.view(1, -1), self.key.weight)) ** 2
-        return F.linear(k, self.value.weight), x
+        return F.linear(k, self.value.weight)
 
 class Block(nn.Module):
     def __init__(self, cfg: RWKV7Config, layer_id: int):
@@ -396,11 +396,11 @@ class RWKV7(nn.Module):
         for i, blk in enumerate(self.blocks):
             if i == 0: x = ln(blk.ln0, x)
             xa = ln(blk.ln1, x)
-            dx, _, _, v_first = blk.att.step(xa, state.att_shift[i], state.wkv[i], v_first, wkv_out=out.wkv[i])
+            dx, v_first = blk.att.step(xa, state.att_shift[i], state.wkv[i], v_first, wkv_out=out.wkv[i])
             out.att_shift[i] = xa
             x = x + dx
             xf = ln(blk.ln2, x)
-            dx, _ = blk.ffn.step(xf, state.ffn_shift[i])
+            dx = blk.ffn.step(xf, state.ffn_shift[i])
             out.ffn_shift[i] = xf
             x = x + dx
         return F.linear(ln(self.ln_out, x), self.head.weight), out
