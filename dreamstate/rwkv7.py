@@ -283,6 +283,7 @@ class TimeMix(nn.Module):
         y = y + ((r.view(B, H, N) * k.view(B, H, N) * self.r_k).sum(-1, keepdim=True) * v.view(B, H, N)).view(B, C)
         return F.linear(y * g, self.output.weight), v_first
 
+# %% ../nbs/03_rwkv7.ipynb #c011b
 class ChannelMix(nn.Module):
     def __init__(self, cfg: RWKV7Config):
         super().__init__()
@@ -466,6 +467,7 @@ class RWKV7(nn.Module):
 
     def num_params(self) -> int: return sum(p.numel() for p in self.parameters())
 
+# %% ../nbs/03_rwkv7.ipynb #c013b
 def _sample(logits, temperature, top_p, g):
     "logits `[B,V]` float → ids `[B]`."
     if temperature == 0: return logits.argmax(-1)
