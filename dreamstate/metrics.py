@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .rwkv7 import RWKV7, RWKVState
+from .rwkv7 import RWKV7, RWKVState, next_token_nll
 
 # %% auto #0
 __all__ = ['mean_ci', 'PCASpace', 'frechet_distance', 'nn_distance', 'gaussian_states', 'frechet_terms', 'knn_precision_recall',
@@ -94,8 +93,7 @@ def nll_from_states(model: RWKV7, states: RWKVState, texts: torch.Tensor, batch_
     for i in range(0, texts.shape[0], batch_size):
         x = texts[i:i + batch_size].to(dev)
         logits, _ = model(x[:, :-1], states[i:i + batch_size].to(dev))
-        nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
-        out.append(nll.view(x.shape[0], -1).mean(1).cpu())
+        out.append(next_token_nll(logits, x[:, 1:], reduction="none").mean(1).cpu())
     return torch.cat(out)
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from .wkv import wkv7
 
 # %% auto #0
 __all__ = ['RWKV7Config', 'RWKVState', 'CheckpointError', 'TimeMix', 'ChannelMix', 'Block', 'RWKV7', 'config_from_state_dict',
-           'blinkdl_keys']
+           'blinkdl_keys', 'next_token_nll']
 
 # %% ../nbs/03_rwkv7.ipynb #c004
 def _lora_rank(scale: float, C: int, power: float = 0.5) -> int:
@@ -502,3 +502,17 @@ def config_from_state_dict(sd: dict, source: str = "checkpoint") -> RWKV7Config:
 def blinkdl_keys(cfg: RWKV7Config) -> dict[str, tuple]:
     "Key → shape of a BlinkDL RWKV-7 checkpoint with this config (layer 0 without v0/v1/v2)."
     return {k: tuple(v.shape) for k, v in RWKV7(cfg).state_dict().items()}
+
+# %% ../nbs/03_rwkv7.ipynb #n002
+def next_token_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
+                   reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy (nats) of `targets` `[B,T]` under `logits` `[B,T,V]` (computed in float32).
+    `reduction="mean"`: the mean over all targets, or over those where `mask` `[B,T]` (bool or 0/1) is set;
+    `"none"`: one value per target, `[B,T]`."""
+    flat, tgt = logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    if reduction == "none":
+        if mask is not None: raise ValueError("next_token_nll: a mask applies to reduction='mean' only")
+        return F.cross_entropy(flat, tgt, reduction="none").view(targets.shape)
+    if reduction != "mean": raise ValueError(f"next_token_nll: reduction must be 'mean' or 'none', got {reduction!r}")
+    if mask is None: return F.cross_entropy(flat, tgt)
+    return (F.cross_entropy(flat, tgt, reduction="none") * mask.reshape(-1)).sum() / mask.sum()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+
+from .rwkv7 import next_token_nll
 
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_at', 'dist_info', 'train', 'token_stream', 'lm_batches', 'lm_loss', 'BigramModel',
@@ -160,7 +161,7 @@ def lm_loss(model, batch: torch.Tensor):
     "Next-token cross-entropy (nats/token) of `[B,T+1]` windows, from the zero state."
     batch = batch.to(next(model.parameters()).device)
     logits, _ = model(batch[:, :-1])
-    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+    loss = next_token_nll(logits, batch[:, 1:])
     return loss, {}
 
 # %% ../nbs/05_train_lm.ipynb #c011
@@ -212,8 +213,7 @@ def eval_lm_per_label(model, docs, tokenizer, bigram: BigramModel, seq_len: int,
         for i in range(0, len(w), batch_size):
             x = w[i:i + batch_size].to(dev)
             logits, _ = model(x[:, :-1])
-            nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
-            nll_m.append(nll.view(x.shape[0], -1)[:, 1:].cpu())
+            nll_m.append(next_token_nll(logits, x[:, 1:], reduction="none")[:, 1:].cpu())
         nll_m = torch.cat(nll_m)
         nll_b = bigram.nll(w[:, 1:-1].reshape(-1), w[:, 2:].reshape(-1)).view_as(nll_m)
         rows.append({"persona": label, "tokens": nll_m.numel(), "model_ce": float(nll_m.mean()),
