@@ -57,12 +57,20 @@ def _save_ckpt(path: Path, model, opt, step: int, history: list, extra: dict):
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **extra}, tmp)
     os.replace(tmp, path)
 
-def _write_csv(path: Path, rows: list[dict]):
+def _write_metrics(path: Path, rows: list[dict], append: bool = False):
+    """The one writer of `metrics.csv`: all of `rows` (atomically; columns = every key, in order of first
+    appearance), or with `append` the rows added at the end (a header first if the file is empty)."""
     if not rows: return
     cols = list(dict.fromkeys(k for r in rows for k in r))
+    def write(f):
+        w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
+        if f.tell() == 0: w.writeheader()
+        w.writerows(rows)
+    if append:
+        with open(path, "a", newline="") as f: write(f)
+        return
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n"); w.writeheader(); w.writerows(rows)
+    with open(tmp, "w", newline="") as f: write(f)
     os.replace(tmp, path)
 
 def _slice(batch, rank: int, world: int):
@@ -102,7 +110,7 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state["rng_cuda"])
         if rank == 0: print(f"resuming {out_dir} at step {start}", flush=True)
-    if rank == 0: _write_csv(out_dir / "metrics.csv", history)
+    if rank == 0: _write_metrics(out_dir / "metrics.csv", history)
     # a model that leaves some parameters out of some losses says so (e.g. HybridRWKV7 without its diffusion term)
     net = (torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=bool(getattr(model, "ddp_find_unused_parameters", False)))
            if world > 1 else model)
@@ -129,9 +137,7 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
             if on_log is not None and rank == 0: on_log(row)
             if rank == 0:
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
-                with open(out_dir / "metrics.csv", "a", newline="") as f:
-                    if f.tell() == 0: f.write(",".join(row) + "\n")
-                    f.write(",".join(f"{v}" for v in row.values()) + "\n")
+                _write_metrics(out_dir / "metrics.csv", [row], append=True)
         if rank == 0 and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps):
             _save_ckpt(ckpt, model, opt, step + 1, history, {"train_config": asdict(cfg), **(extra or {})})
         if stop_after is not None and step + 1 >= stop_after: break
