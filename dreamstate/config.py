@@ -31,6 +31,7 @@ def project_root(start: str | Path | None = None) -> Path:
     raise FileNotFoundError("settings.ini not found above the working directory or the package; "
                             "run from the dreamstate checkout")
 
+# %% ../nbs/00_config.ipynb #c004b
 def _parse_value(s: str):
     s = os.path.expandvars(s.strip())
     if "," in s: return [_parse_value(x) for x in s.split(",")]
@@ -68,6 +69,7 @@ def _expected(kind: str) -> str:
     if kind.startswith("list of "): return f"a comma-separated list of {kind.removeprefix('list of ')}s"
     return _KIND_WORDS[kind]
 
+# %% ../nbs/00_config.ipynb #c004d
 class Profile(dict):
     "A profile's settings as attributes (`p.seed`), plus its name and output folders."
     def __getattr__(self, k):
@@ -93,6 +95,7 @@ class Profile(dict):
         return {"cpu": root / "figures", "paper": root / "figures" / "paper"}.get(
             self["name"], root / "build" / self["name"] / "figures")
 
+# %% ../nbs/00_config.ipynb #c004f
 def read_settings(root: str | Path | None = None) -> configparser.RawConfigParser:
     "`settings.ini` of the project at `root`, parsed; a syntax error is a one-line `ProfileError`."
     f = project_root(root) / "settings.ini"

@@ -201,6 +201,7 @@ class BigramModel:
         self.lam = min(grid, key=lambda l: float(self.nll(prev, nxt, l).mean()))
         return self.lam
 
+# %% ../nbs/05_train_lm.ipynb #c011b
 def _windows(stream: torch.Tensor, seq_len: int, max_windows: int | None = None) -> torch.Tensor:
     n = (len(stream) - 1) // seq_len
     if max_windows: n = min(n, max_windows)
