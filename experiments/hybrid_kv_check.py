@@ -16,14 +16,13 @@ import json, random, tempfile, time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from _common import commit, parser, result_path
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import _timestep_embedding
 from dreamstate.hybrid import HybridConfig, HybridRWKV7, fit_denoiser, hybrid_loss, kv_example
-from dreamstate.rwkv7 import RWKV7, RWKV7Config
+from dreamstate.rwkv7 import RWKV7, RWKV7Config, next_token_nll
 from dreamstate.train import TrainConfig, train
 
 
@@ -84,7 +83,7 @@ def run(P, kind, steps, coef="matrix", rho=True, fit=0, **sizes):
         read = lambda c: m(torch.cat([c, torch.zeros_like(c[:, :1])], 1))[1]
         def loss_fn(model, b):
             lg = model(b[2][:, :-1], read(b[0]))[0]
-            l = F.cross_entropy(lg.reshape(-1, 256), b[2][:, 1:].reshape(-1)); return l, {"ce": l.item()}
+            l = next_token_nll(lg, b[2][:, 1:]); return l, {"ce": l.item()}
         logits = lambda c, x, s=None: m(x, read(c))[0]
     else:
         m = (OuterHybrid if kind == "outer" else HybridRWKV7)(core, hc, seed=SEED)
