@@ -27,6 +27,18 @@ def parser(doc: str, profile: str = "cpu") -> argparse.ArgumentParser:
     return ap
 
 
+def parse_with_subset(ap: argparse.ArgumentParser, option: str, names, note: str = "") -> tuple[argparse.Namespace, list[str]]:
+    """Adds `option` (which of `names` to run: names or starts of names, default all) to `ap`, parses the
+    command line, and returns it with the chosen names in `names` order."""
+    dest = option.lstrip("-")
+    ap.add_argument(option, nargs="+", default=list(names), metavar="NAME",
+                    help=f"which {dest}: names, or starts of names (default: all{note})")
+    a = ap.parse_args()
+    chosen = [n for n in names if any(n.startswith(s) for s in getattr(a, dest))]
+    if not chosen: ap.error(f"no {dest} matches {getattr(a, dest)}; {dest}: {'; '.join(names)}")
+    return a, chosen
+
+
 def commit() -> str:
     "HEAD's hash (`unknown` outside a git checkout)."
     out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)

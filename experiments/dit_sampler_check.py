@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from _common import Setup, parser, result_path, write_result
+from _common import Setup, parse_with_subset, parser, result_path, write_result
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import StateDiT
 
@@ -42,12 +42,7 @@ def sample(S, dit, diffusion, steps=25, guidance=2.0, eta=0.0, clip=None, net="e
 
 
 def main():
-    ap = parser(__doc__)
-    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), metavar="NAME",
-                    help="sampler settings to run, by name or by the start of one (default: all)")
-    a = ap.parse_args()
-    chosen = [n for n in SETTINGS if any(n.startswith(s) for s in a.settings)]
-    if not chosen: ap.error(f"no setting matches {a.settings}; settings: {', '.join(SETTINGS)}")
+    a, chosen = parse_with_subset(parser(__doc__), "--settings", SETTINGS)
     S = Setup(a.profile)
     dit = StateDiT.load(S.P.build_dir / json.loads((S.P.build_dir / "state_models.json").read_text())["dit"]).eval()   # listed by notebook 08
     diffusion = Diffusion(S.P.dit_schedule, 1000, S.P.dit_prediction)

@@ -17,7 +17,7 @@ import json, random, tempfile, time
 import torch
 import torch.nn as nn
 
-from _common import commit, parser, result_path
+from _common import commit, parse_with_subset, parser, result_path
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import _timestep_embedding
@@ -137,13 +137,10 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
     "prefix, 600 steps, core n_embd 128": dict(kind="prefix", steps=600, n_embd=128),
 }
 
+
 def main():
     ap = parser(__doc__)
-    ap.add_argument("--runs", nargs="+", default=list(RUNS), metavar="NAME",
-                    help="runs to do, by name or by the start of one (default: all; a rerun skips those in the result file)")
-    a = ap.parse_args()
-    chosen = [n for n in RUNS if any(n.startswith(s) for s in a.runs)]
-    if not chosen: ap.error(f"no run matches {a.runs}; runs: {'; '.join(RUNS)}")
+    a, chosen = parse_with_subset(ap, "--runs", RUNS, "; a rerun skips those in the result file")
     torch.set_num_threads(1)
     P = load_profile(a.profile)
     out = result_path(a, "hybrid_kv_check")
