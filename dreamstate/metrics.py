@@ -34,6 +34,7 @@ class PCASpace:
         self.pca = PCA(k, random_state=seed).fit((X_train - self.mu) / self.sd)
     def __call__(self, X: np.ndarray) -> np.ndarray: return self.pca.transform((X - self.mu) / self.sd)
 
+# %% ../nbs/09_state_eval.ipynb #c004x
 def frechet_distance(A: np.ndarray, B: np.ndarray) -> float:
     "Fréchet distance between Gaussians fitted to the rows of A and B: ‖μa−μb‖² + tr(Σa+Σb−2(ΣaΣb)^½)."
     from scipy import linalg
@@ -47,6 +48,7 @@ def nn_distance(Q: np.ndarray, ref: np.ndarray) -> np.ndarray:
     d = torch.cdist(torch.as_tensor(Q, dtype=torch.float64), torch.as_tensor(ref, dtype=torch.float64))
     return d.min(1).values.numpy()
 
+# %% ../nbs/09_state_eval.ipynb #c004z
 def gaussian_states(flat_train: torch.Tensor, n: int, seed: int, kind: str = "diag", pca: PCASpace | None = None) -> torch.Tensor:
     """n samples `[n, D]` from a Gaussian fitted to `flat_train`: `diag` in state space, or `pca`: full
     covariance in the PCA space `pca`, mapped back (the orthogonal complement left at the mean)."""
