@@ -197,6 +197,7 @@ def inspect_checkpoint(p: Profile) -> dict:
             "n_embd": cfg.n_embd, "n_head": cfg.n_head, "head_size": cfg.head_size, "vocab_size": cfg.vocab_size,
             "params": int(sum(t.numel() for t in sd.values()))}
 
+# %% ../nbs/00_config.ipynb #c010b2
 def checkpoint_sha256(path: str | Path, cache: str | Path | None = None) -> str:
     "sha256 of a file, cached in the JSON file `cache` by resolved path, size and mtime."
     f = Path(path).resolve(); st = f.stat()
@@ -214,6 +215,7 @@ def checkpoint_sha256(path: str | Path, cache: str | Path | None = None) -> str:
         tmp = Path(cache).with_name(f".{Path(cache).name}.tmp"); tmp.write_text(json.dumps(memo, indent=1) + "\n"); os.replace(tmp, cache)
     return memo[key]
 
+# %% ../nbs/00_config.ipynb #c010b4
 def check_profile(p: Profile) -> dict | None:
     "Everything `reproduce` needs before running a notebook; the checkpoint's description (with sha256) or None."
     info = None
