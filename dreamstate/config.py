@@ -32,6 +32,7 @@ def project_root(start: str | Path | None = None) -> Path:
     raise FileNotFoundError("settings.ini not found above the working directory or the package; "
                             "run from the dreamstate checkout")
 
+# %% ../nbs/00_config.ipynb #c004b
 def _parse_value(s: str):
     s = os.path.expandvars(s.strip())
     if "," in s: return [_parse_value(x) for x in s.split(",")]
@@ -69,6 +70,7 @@ def _expected(kind: str) -> str:
     if kind.startswith("list of "): return f"a comma-separated list of {kind.removeprefix('list of ')}s"
     return _KIND_WORDS[kind]
 
+# %% ../nbs/00_config.ipynb #c004d
 class Profile(dict):
     "A profile's settings as attributes (`p.seed`), plus its name and output folders."
     def __getattr__(self, k):
@@ -94,6 +96,7 @@ class Profile(dict):
         return {"cpu": root / "figures", "paper": root / "figures" / "paper"}.get(
             self["name"], root / "build" / self["name"] / "figures")
 
+# %% ../nbs/00_config.ipynb #c004f
 def read_settings(root: str | Path | None = None) -> configparser.RawConfigParser:
     "`settings.ini` of the project at `root`, parsed; a syntax error is a one-line `ProfileError`."
     f = project_root(root) / "settings.ini"
@@ -225,6 +228,7 @@ def inspect_checkpoint(p: Profile) -> dict:
             "n_embd": cfg.n_embd, "n_head": cfg.n_head, "head_size": cfg.head_size, "vocab_size": cfg.vocab_size,
             "params": int(sum(t.numel() for t in sd.values()))}
 
+# %% ../nbs/00_config.ipynb #c010b2
 def checkpoint_sha256(path: str | Path, cache: str | Path | None = None) -> str:
     "sha256 of a file, cached in the JSON file `cache` by resolved path, size and mtime."
     f = Path(path).resolve(); st = f.stat()
@@ -242,6 +246,7 @@ def checkpoint_sha256(path: str | Path, cache: str | Path | None = None) -> str:
         tmp = Path(cache).with_name(f".{Path(cache).name}.tmp"); tmp.write_text(json.dumps(memo, indent=1) + "\n"); os.replace(tmp, cache)
     return memo[key]
 
+# %% ../nbs/00_config.ipynb #c010b4
 def check_profile(p: Profile) -> dict | None:
     "Everything `reproduce` needs before running a notebook; the checkpoint's description (with sha256) or None."
     info = None

@@ -9,8 +9,6 @@ import ast
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["WorldTokenizer", "ByteTokenizer", "EOT"]
-
 EOT = 0  # end-of-text id for both tokenizers
 
 # %% auto #0
@@ -95,9 +93,6 @@ class ByteTokenizer:
 import json, random
 from dataclasses import dataclass
 
-__all__ += ["Document", "PERSONAS", "persona_corpus", "load_folder", "load_jsonl", "split_documents",
-            "corpus_stats", "load_prompts"]
-
 @dataclass
 class Document:
     "A labelled text: `label` is the persona/class, `split` one of train/val/test."
@@ -160,6 +155,7 @@ _W = dict(
 
 def _pick(rng, key): return rng.choice(_W[key])
 
+# %% ../nbs/04_data.ipynb #c013b
 def _code_doc(rng: random.Random) -> str:
     out = []
     for _ in range(rng.randint(1, 4)):
@@ -176,6 +172,7 @@ def _code_doc(rng: random.Random) -> str:
         out.append("\n".join(body))
     return "\n\n".join(out) + "\n"
 
+# %% ../nbs/04_data.ipynb #c013d
 def _story_doc(rng: random.Random) -> str:
     name, sents = _pick(rng, "name"), []
     sents.append(f"In {_pick(rng, 'place')}, {name} found a {_pick(rng, 'adj')} {_pick(rng, 'noun')}.")
@@ -196,6 +193,7 @@ def _plan_doc(rng: random.Random) -> str:
     lines.append(f"Risk: {_pick(rng, 'task_obj')} may be late; fallback: {_pick(rng, 'task_verb')} {_pick(rng, 'task_obj')}.")
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/04_data.ipynb #c013f
 def _arith_doc(rng: random.Random) -> str:
     lines = []
     for _ in range(rng.randint(3, 14)):
@@ -204,6 +202,7 @@ def _arith_doc(rng: random.Random) -> str:
         lines.append(f"Q: {a} {op} {b} = ? A: {val}")
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/04_data.ipynb #c013h
 def _dialogue_doc(rng: random.Random) -> str:
     a, b = rng.sample(_W["name"], 2)
     topic, lines = _pick(rng, "topic"), []
@@ -229,6 +228,7 @@ def _facts_doc(rng: random.Random) -> str:
         lines.append(f"Question: what is the {at.replace('_', ' ')} of the {e}? Answer: {facts[(e, at)]}.")
     return "\n".join(lines) + "\n"
 
+# %% ../nbs/04_data.ipynb #c013j
 PERSONAS = {"code": _code_doc, "creative": _story_doc, "planning": _plan_doc,
             "arithmetic": _arith_doc, "dialogue": _dialogue_doc, "facts": _facts_doc}
 

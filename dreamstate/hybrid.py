@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .diffusion import Diffusion
 from .dit import TimestepEmbedder, timestep_embedding
-from .rwkv7 import RWKV7, RWKV7Config, RWKVState
+from .rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 
 # %% auto #0
 __all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_example', 'tokenize_kv', 'HybridConfig', 'DeltaLinear', 'ContextBlock',
@@ -263,9 +263,7 @@ class HybridRWKV7(nn.Module):
         z = self.encode(ctx, mask)
         s = self.coefficients(z)
         logits = self(ctx, mask, win[:, :-1], s=s).logits
-        flat, tgt = logits.float().reshape(-1, logits.shape[-1]), win[:, 1:].reshape(-1)
-        if win_mask is None: ce = F.cross_entropy(flat, tgt)
-        else: ce = (F.cross_entropy(flat, tgt, reduction="none") * win_mask.reshape(-1)).sum() / win_mask.sum()
+        ce = next_token_nll(logits, win[:, 1:], win_mask)
         reg = self.delta_norm2(s).mean()
         loss = ce + self.hcfg.lambda_reg * reg
         diff = torch.zeros((), device=ce.device)
@@ -338,7 +336,7 @@ def encoder_grad_at_init(model: HybridRWKV7, ctx: torch.Tensor, win: torch.Tenso
     "(‖∂CE/∂encoder‖, max |logits − core logits|) for one window batch `[B,T+1]`: what the initialisation gives the encoder."
     model.zero_grad(set_to_none=True)
     logits = model(ctx, None, win[:, :-1]).logits
-    F.cross_entropy(logits.reshape(-1, logits.shape[-1]), win[:, 1:].reshape(-1)).backward()
+    next_token_nll(logits, win[:, 1:]).backward()
     g = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.encoder.parameters() if p.grad is not None) + 0.0)
     with torch.no_grad(): dev = float((logits - model.core(win[:, :-1])[0]).abs().max())
     model.zero_grad(set_to_none=True)

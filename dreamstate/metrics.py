@@ -10,12 +10,8 @@ from __future__ import annotations
 import math
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .rwkv7 import RWKV7, RWKVState
-
-__all__ = ["mean_ci", "frechet_distance", "frechet_terms", "knn_precision_recall", "variance_ratios", "PCASpace", "nn_distance",
-           "gaussian_states", "nll_from_states", "sample_continuations", "TextClassifier"]
+from .rwkv7 import RWKV7, RWKVState, next_token_nll
 
 # %% auto #0
 __all__ = ['mean_ci', 'PCASpace', 'frechet_distance', 'nn_distance', 'gaussian_states', 'frechet_terms', 'knn_precision_recall',
@@ -38,6 +34,7 @@ class PCASpace:
         self.pca = PCA(k, random_state=seed).fit((X_train - self.mu) / self.sd)
     def __call__(self, X: np.ndarray) -> np.ndarray: return self.pca.transform((X - self.mu) / self.sd)
 
+# %% ../nbs/09_state_eval.ipynb #c004x
 def frechet_distance(A: np.ndarray, B: np.ndarray) -> float:
     "Fréchet distance between Gaussians fitted to the rows of A and B: ‖μa−μb‖² + tr(Σa+Σb−2(ΣaΣb)^½)."
     from scipy import linalg
@@ -51,6 +48,7 @@ def nn_distance(Q: np.ndarray, ref: np.ndarray) -> np.ndarray:
     d = torch.cdist(torch.as_tensor(Q, dtype=torch.float64), torch.as_tensor(ref, dtype=torch.float64))
     return d.min(1).values.numpy()
 
+# %% ../nbs/09_state_eval.ipynb #c004z
 def gaussian_states(flat_train: torch.Tensor, n: int, seed: int, kind: str = "diag", pca: PCASpace | None = None) -> torch.Tensor:
     """n samples `[n, D]` from a Gaussian fitted to `flat_train`: `diag` in state space, or `pca`: full
     covariance in the PCA space `pca`, mapped back (the orthogonal complement left at the mean)."""
@@ -97,8 +95,7 @@ def nll_from_states(model: RWKV7, states: RWKVState, texts: torch.Tensor, batch_
     for i in range(0, texts.shape[0], batch_size):
         x = texts[i:i + batch_size].to(dev)
         logits, _ = model(x[:, :-1], states[i:i + batch_size].to(dev))
-        nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
-        out.append(nll.view(x.shape[0], -1).mean(1).cpu())
+        out.append(next_token_nll(logits, x[:, 1:], reduction="none").mean(1).cpu())
     return torch.cat(out)
 
 @torch.no_grad()

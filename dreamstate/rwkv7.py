@@ -15,10 +15,9 @@ import torch.nn.functional as F
 
 from .wkv import wkv7
 
-__all__ = ["RWKV7Config", "RWKV7", "RWKVState", "CheckpointError", "blinkdl_keys", "config_from_state_dict"]
-
 # %% auto #0
-__all__ = ['RWKV7Config', 'RWKVState', 'TimeMix', 'ChannelMix', 'Block', 'RWKV7', 'config_from_state_dict', 'blinkdl_keys']
+__all__ = ['RWKV7Config', 'RWKVState', 'TimeMix', 'ChannelMix', 'Block', 'RWKV7', 'config_from_state_dict', 'blinkdl_keys',
+           'next_token_nll']
 
 # %% ../nbs/03_rwkv7.ipynb #c004
 def _lora_rank(scale: float, C: int, power: float = 0.5) -> int:
@@ -232,11 +231,11 @@ class TimeMix(nn.Module):
         y = y + ((hv(r) * hv(k) * self.r_k).sum(-1, keepdim=True) * hv(v)).view(B, T, C)
         return self.output(y * g), x[:, -1], wkv_state, v_first
 
-    def step(self, x, shift, wkv_state, v_first, wkv_out=None):
+    def step(self, x, shift, wkv_state, v_first, wkv_out):
         """One token, the operations of `forward` at T = 1 without the sequence machinery (no token-shift
         concatenation, the state update written out in place, the functional form of each sub-module to
-        save its call overhead): x, shift `[B,C]`, wkv_state `[B,H,N,N]` float32; the new state is
-        written into `wkv_out` (`[B,H,N,N]`, default a new tensor)."""
+        save its call overhead): x, shift `[B,C]`, wkv_state `[B,H,N,N]` float32 → out `[B,C]`, v_first;
+        the new state is written into `wkv_out` (`[B,H,N,N]`) and the new shift is `x` itself."""
         B, C = x.shape
         H, N = self.n_head, self.head_size
         xx = shift.to(x.dtype) - x
@@ -260,8 +259,9 @@ class TimeMix(nn.Module):
         y = (S @ hv(r)[..., None])[..., 0].to(x.dtype)
         y = F.group_norm(y.view(B, C), H, self.ln_x.weight, self.ln_x.bias, self.ln_x.eps)
         y = y + ((r.view(B, H, N) * k.view(B, H, N) * self.r_k).sum(-1, keepdim=True) * v.view(B, H, N)).view(B, C)
-        return F.linear(y * g, self.output.weight), x, S, v_first
+        return F.linear(y * g, self.output.weight), v_first
 
+# %% ../nbs/03_rwkv7.ipynb #c011b
 class ChannelMix(nn.Module):
     def __init__(self, cfg: RWKV7Config):
         super().__init__()
@@ -275,9 +275,9 @@ class ChannelMix(nn.Module):
         return self.value(k), x[:, -1]
 
     def step(self, x, shift):
-        "One token: x, shift `[B,C]`."
+        "One token: x, shift `[B,C]` → out `[B,C]` (the new shift is `x` itself)."
         k = torch.relu(F.linear(x + (shift.to(x.dtype) - x) * self.x_k.view(1, -1), self.key.weight)) ** 2
-        return F.linear(k, self.value.weight), x
+        return F.linear(k, self.value.weight)
 
 class Block(nn.Module):
     def __init__(self, cfg: RWKV7Config, layer_id: int):
@@ -375,11 +375,11 @@ class RWKV7(nn.Module):
         for i, blk in enumerate(self.blocks):
             if i == 0: x = ln(blk.ln0, x)
             xa = ln(blk.ln1, x)
-            dx, _, _, v_first = blk.att.step(xa, state.att_shift[i], state.wkv[i], v_first, wkv_out=out.wkv[i])
+            dx, v_first = blk.att.step(xa, state.att_shift[i], state.wkv[i], v_first, wkv_out=out.wkv[i])
             out.att_shift[i] = xa
             x = x + dx
             xf = ln(blk.ln2, x)
-            dx, _ = blk.ffn.step(xf, state.ffn_shift[i])
+            dx = blk.ffn.step(xf, state.ffn_shift[i])
             out.ffn_shift[i] = xf
             x = x + dx
         return F.linear(ln(self.ln_out, x), self.head.weight), out
@@ -445,6 +445,7 @@ class RWKV7(nn.Module):
 
     def num_params(self) -> int: return sum(p.numel() for p in self.parameters())
 
+# %% ../nbs/03_rwkv7.ipynb #c013b
 def _sample(logits, temperature, top_p, g):
     "logits `[B,V]` float → ids `[B]`."
     if temperature == 0: return logits.argmax(-1)
@@ -479,3 +480,17 @@ def config_from_state_dict(sd: dict, source: str = "checkpoint") -> RWKV7Config:
 def blinkdl_keys(cfg: RWKV7Config) -> dict[str, tuple]:
     "Key → shape of a BlinkDL RWKV-7 checkpoint with this config (layer 0 without v0/v1/v2)."
     return {k: tuple(v.shape) for k, v in RWKV7(cfg).state_dict().items()}
+
+# %% ../nbs/03_rwkv7.ipynb #n002
+def next_token_nll(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
+                   reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy (nats) of `targets` `[B,T]` under `logits` `[B,T,V]` (computed in float32).
+    `reduction="mean"`: the mean over all targets, or over those where `mask` `[B,T]` (bool or 0/1) is set;
+    `"none"`: one value per target, `[B,T]`."""
+    flat, tgt = logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    if reduction == "none":
+        if mask is not None: raise ValueError("next_token_nll: a mask applies to reduction='mean' only")
+        return F.cross_entropy(flat, tgt, reduction="none").view(targets.shape)
+    if reduction != "mean": raise ValueError(f"next_token_nll: reduction must be 'mean' or 'none', got {reduction!r}")
+    if mask is None: return F.cross_entropy(flat, tgt)
+    return (F.cross_entropy(flat, tgt, reduction="none") * mask.reshape(-1)).sum() / mask.sum()

@@ -16,8 +16,6 @@ from safetensors.torch import save_file, load_file
 
 from .rwkv7 import RWKV7, RWKV7Config, RWKVState
 
-__all__ = ["StateDataset", "collect_states", "collect_prompt_states", "concat_states", "StateStats"]
-
 # %% auto #0
 __all__ = ['StateStats', 'StateDataset', 'collect_states', 'collect_prompt_states', 'concat_states']
 

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
-__all__ = ["TrainConfig", "lr_at", "train", "dist_info", "lm_loss", "lm_batches", "token_stream", "check_tokenizer",
-           "BigramModel", "eval_lm_per_label", "profile_lm"]
+from .rwkv7 import next_token_nll
 
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_at', 'dist_info', 'train', 'token_stream', 'lm_batches', 'lm_loss', 'BigramModel',
@@ -59,12 +57,20 @@ def _save_ckpt(path: Path, model, opt, step: int, history: list, extra: dict):
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **extra}, tmp)
     os.replace(tmp, path)
 
-def _write_csv(path: Path, rows: list[dict]):
+def _write_metrics(path: Path, rows: list[dict], append: bool = False):
+    """The one writer of `metrics.csv`: all of `rows` (atomically; columns = every key, in order of first
+    appearance), or with `append` the rows added at the end (a header first if the file is empty)."""
     if not rows: return
     cols = list(dict.fromkeys(k for r in rows for k in r))
+    def write(f):
+        w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
+        if f.tell() == 0: w.writeheader()
+        w.writerows(rows)
+    if append:
+        with open(path, "a", newline="") as f: write(f)
+        return
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n"); w.writeheader(); w.writerows(rows)
+    with open(tmp, "w", newline="") as f: write(f)
     os.replace(tmp, path)
 
 def _slice(batch, rank: int, world: int):
@@ -104,7 +110,7 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state["rng_cuda"])
         if rank == 0: print(f"resuming {out_dir} at step {start}", flush=True)
-    if rank == 0: _write_csv(out_dir / "metrics.csv", history)
+    if rank == 0: _write_metrics(out_dir / "metrics.csv", history)
     # a model that leaves some parameters out of some losses says so (e.g. HybridRWKV7 without its diffusion term)
     net = (torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=bool(getattr(model, "ddp_find_unused_parameters", False)))
            if world > 1 else model)
@@ -131,9 +137,7 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
             if on_log is not None and rank == 0: on_log(row)
             if rank == 0:
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
-                with open(out_dir / "metrics.csv", "a", newline="") as f:
-                    if f.tell() == 0: f.write(",".join(row) + "\n")
-                    f.write(",".join(f"{v}" for v in row.values()) + "\n")
+                _write_metrics(out_dir / "metrics.csv", [row], append=True)
         if rank == 0 and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps):
             _save_ckpt(ckpt, model, opt, step + 1, history, {"train_config": asdict(cfg), **(extra or {})})
         if stop_after is not None and step + 1 >= stop_after: break
@@ -163,7 +167,7 @@ def lm_loss(model, batch: torch.Tensor):
     "Next-token cross-entropy (nats/token) of `[B,T+1]` windows, from the zero state."
     batch = batch.to(next(model.parameters()).device)
     logits, _ = model(batch[:, :-1])
-    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+    loss = next_token_nll(logits, batch[:, 1:])
     return loss, {}
 
 # %% ../nbs/05_train_lm.ipynb #c011
@@ -197,6 +201,7 @@ class BigramModel:
         self.lam = min(grid, key=lambda l: float(self.nll(prev, nxt, l).mean()))
         return self.lam
 
+# %% ../nbs/05_train_lm.ipynb #c011b
 def _windows(stream: torch.Tensor, seq_len: int, max_windows: int | None = None) -> torch.Tensor:
     n = (len(stream) - 1) // seq_len
     if max_windows: n = min(n, max_windows)
@@ -215,8 +220,7 @@ def eval_lm_per_label(model, docs, tokenizer, bigram: BigramModel, seq_len: int,
         for i in range(0, len(w), batch_size):
             x = w[i:i + batch_size].to(dev)
             logits, _ = model(x[:, :-1])
-            nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
-            nll_m.append(nll.view(x.shape[0], -1)[:, 1:].cpu())
+            nll_m.append(next_token_nll(logits, x[:, 1:], reduction="none")[:, 1:].cpu())
         nll_m = torch.cat(nll_m)
         nll_b = bigram.nll(w[:, 1:-1].reshape(-1), w[:, 2:].reshape(-1)).view_as(nll_m)
         rows.append({"persona": label, "tokens": nll_m.numel(), "model_ce": float(nll_m.mean()),

@@ -1,5 +1,9 @@
-"""What the DiT diagnostics share: the cpu profile's LM and state dataset, notebook 09's PCA space,
-and the per-persona Fréchet distance / variance of generated states in it."""
+"""What the experiments share: their command line (`--profile`, `--out`), the JSON result they write
+(with the commit and the profile), and for the DiT diagnostics the profile's LM and state dataset,
+notebook 09's PCA space and the per-persona Fréchet distance / variance of generated states in it."""
+import argparse, json, subprocess
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -8,14 +12,58 @@ from dreamstate.metrics import PCASpace, frechet_distance
 from dreamstate.rwkv7 import RWKV7
 from dreamstate.states import StateDataset
 
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "experiments" / "results"
 N_PER_PERSONA = 100
 
 
+def parser(doc: str, profile: str = "cpu") -> argparse.ArgumentParser:
+    "An argument parser described by the script's docstring `doc`, with `--profile` (default `profile`) and `--out`."
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default=profile, help=f"settings.ini profile whose build/ and sizes are used (default {profile})")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result JSON (default experiments/results/<script>.json, or <script>-<profile>.json for another profile)")
+    ap.set_defaults(default_profile=profile)
+    return ap
+
+
+def parse_with_subset(ap: argparse.ArgumentParser, option: str, names, note: str = "") -> tuple[argparse.Namespace, list[str]]:
+    """Adds `option` (which of `names` to run: names or starts of names, default all) to `ap`, parses the
+    command line, and returns it with the chosen names in `names` order."""
+    dest = option.lstrip("-")
+    ap.add_argument(option, nargs="+", default=list(names), metavar="NAME",
+                    help=f"which {dest}: names, or starts of names (default: all{note})")
+    a = ap.parse_args()
+    chosen = [n for n in names if any(n.startswith(s) for s in getattr(a, dest))]
+    if not chosen: ap.error(f"no {dest} matches {getattr(a, dest)}; {dest}: {'; '.join(names)}")
+    return a, chosen
+
+
+def commit() -> str:
+    "HEAD's hash (`unknown` outside a git checkout)."
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def result_path(a: argparse.Namespace, name: str) -> Path:
+    "Where the script `name` writes its result: `--out`, else experiments/results/`name`.json (`name`-PROFILE.json for a profile not the script's default)."
+    if a.out: return Path(a.out)
+    return RESULTS / (f"{name}.json" if a.profile == a.default_profile else f"{name}-{a.profile}.json")
+
+
+def write_result(path: Path, profile: str, result: dict) -> dict:
+    "Writes `result` to `path` as JSON, headed by the commit and the profile; returns what it wrote."
+    out = {"commit": commit(), "profile": profile, **result}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
 class Setup:
-    "Everything read from build/cpu (written by `make reproduce`)."
-    def __init__(self, pca_dims: int = 32):
+    "Everything read from build/<profile> (written by `make reproduce`)."
+    def __init__(self, profile: str = "cpu", pca_dims: int = 32):
         torch.set_num_threads(2)
-        self.P = load_profile("cpu")
+        self.P = load_profile(profile)
         lm = RWKV7.load(self.P.build_dir / "lm" / "rwkv7.pth").eval()
         states = StateDataset.load(self.P.build_dir / "states", lm.cfg)
         self.tr, self.te = states.split("train"), states.split("test")

@@ -6,30 +6,25 @@ Runs: the budget (180, 600, 1500 steps) for the hybrid (matrix coefficients), th
 diagonal design; at 600 steps a wider context encoder, a larger rank, outer-product pooling of the
 encoder's tokens instead of one vector, no diffusion and norm terms; and for the parameter denoiser,
 accuracy with sampled coefficients with and without the rms normalisation ρ, and after `fit_denoiser`.
-Writes results/hybrid_kv_check.json after each run (rerun skips what is there). Needs no build/.
+Writes experiments/results/hybrid_kv_check.json after each run (a rerun skips what is there; another
+profile than `cpu` writes hybrid_kv_check-<profile>.json). Needs no build/.
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_kv_check.py
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_kv_check.py                  # all runs, ≈ 2 h on 1 core
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_kv_check.py --profile smoke --runs "hybrid, 180" "prefix, 180"
 """
-import json, random, sys, tempfile, time
-from pathlib import Path
+import json, random, tempfile, time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from _common import commit, parse_with_subset, parser, result_path
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import timestep_embedding
 from dreamstate.hybrid import HybridConfig, HybridRWKV7, fit_denoiser, hybrid_loss, kv_example
-from dreamstate.rwkv7 import RWKV7, RWKV7Config
+from dreamstate.rwkv7 import RWKV7, RWKV7Config, next_token_nll
 from dreamstate.train import TrainConfig, train
 
-torch.set_num_threads(1)
-P = load_profile("cpu")
-OUT = Path(__file__).parent / "results" / "hybrid_kv_check.json"
-SEED, KQ, KMIN, KMAX = P.seed, P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
-CORE = RWKV7Config(vocab_size=256, n_layer=P.hyb_n_layer, n_embd=P.hyb_n_embd, head_size=P.hyb_head_size)
-DIFF = Diffusion(prediction=P.hyb_diff_prediction)
 
 
 class OuterHybrid(HybridRWKV7):
@@ -59,8 +54,9 @@ class OuterHybrid(HybridRWKV7):
         return torch.einsum("btlmr,btlmq,bt->blmrq", a, b, m) / m.sum(1).clamp_min(1)[:, None, None, None, None]
 
 
-def kv_batches(seed):
+def kv_batches(P, seed):
     "notebook 11's key–value training batches"
+    KQ, KMIN, KMAX = P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
     def f(step):
         r = random.Random(f"kv-train/{seed}/{step}")
         n = r.randint(KMIN, KMAX)
@@ -70,8 +66,14 @@ def kv_batches(seed):
     return f
 
 
-def run(kind, steps, rank=P.hyb_rank, ctx_dim=P.hyb_ctx_dim, lambda_diff=P.hyb_lambda_diff, lambda_reg=P.hyb_lambda_reg,
-        coef="matrix", rho=True, fit=0, n_embd=P.hyb_n_embd, n_layer=P.hyb_n_layer, lr=P.hyb_lr):
+def run(P, kind, steps, coef="matrix", rho=True, fit=0, **sizes):
+    """One run of profile `P`'s task: train for `steps` steps, then the answer accuracies. `sizes` overrides the
+    profile's rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer and lr (`P.hyb_<name>`)."""
+    rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr = (
+        sizes.pop(k, getattr(P, f"hyb_{k}")) for k in ("rank", "ctx_dim", "lambda_diff", "lambda_reg", "n_embd", "n_layer", "lr"))
+    if sizes: raise TypeError(f"run() got unknown arguments {sorted(sizes)}")
+    SEED, KQ, KMIN, KMAX = P.seed, P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
+    DIFF = Diffusion(prediction=P.hyb_diff_prediction)
     core = RWKV7Config(vocab_size=256, n_layer=n_layer, n_embd=n_embd, head_size=P.hyb_head_size)
     hc = HybridConfig(rank=rank, ctx_dim=ctx_dim, ctx_depth=P.hyb_ctx_depth, ctx_heads=P.hyb_ctx_heads, max_ctx=1024,
                       alpha0=P.hyb_alpha0, head_init=P.hyb_head_init, lambda_diff=lambda_diff, lambda_reg=lambda_reg, coef=coef)
@@ -81,7 +83,7 @@ def run(kind, steps, rank=P.hyb_rank, ctx_dim=P.hyb_ctx_dim, lambda_diff=P.hyb_l
         read = lambda c: m(torch.cat([c, torch.zeros_like(c[:, :1])], 1))[1]
         def loss_fn(model, b):
             lg = model(b[2][:, :-1], read(b[0]))[0]
-            l = F.cross_entropy(lg.reshape(-1, 256), b[2][:, 1:].reshape(-1)); return l, {"ce": l.item()}
+            l = next_token_nll(lg, b[2][:, 1:]); return l, {"ce": l.item()}
         logits = lambda c, x, s=None: m(x, read(c))[0]
     else:
         torch.manual_seed(SEED)
@@ -92,8 +94,9 @@ def run(kind, steps, rank=P.hyb_rank, ctx_dim=P.hyb_ctx_dim, lambda_diff=P.hyb_l
             g.manual_seed(int(b[2].sum())); return hybrid_loss(model, b, DIFF, generator=g)
         logits = lambda c, x, s=None: m(c, None, x, s=s).logits
     t0 = time.time()
-    train(m, kv_batches(SEED), loss_fn, TrainConfig(steps=steps, lr=lr, warmup=P.hyb_warmup, ckpt_every=10**9,
-                                                    log_every=max(1, steps // 10), seed=SEED), tempfile.mkdtemp(), progress=False)
+    with tempfile.TemporaryDirectory() as d:
+        train(m, kv_batches(P, SEED), loss_fn, TrainConfig(steps=steps, lr=lr, warmup=P.hyb_warmup, ckpt_every=10**9,
+                                                           log_every=max(1, steps // 10), seed=SEED), d, progress=False)
     m.eval()
     r = random.Random(f"kv-eval/{KMAX}")
     ex = [kv_example(r, KMAX, KQ) for _ in range(P.hyb_kv_eval)]
@@ -113,14 +116,14 @@ def run(kind, steps, rank=P.hyb_rank, ctx_dim=P.hyb_ctx_dim, lambda_diff=P.hyb_l
         with torch.no_grad(): z = m.encode(ctx)
         out["acc_sampled"] = acc(ctx, m.sample_coefficients(z, DIFF, P.hyb_sample_steps, seed=0))
         if fit:
-            fit_denoiser(m, kv_batches(SEED + 10_000), DIFF, fit, seed=SEED)
+            fit_denoiser(m, kv_batches(P, SEED + 10_000), DIFF, fit, seed=SEED)
             with torch.no_grad(): z = m.encode(ctx)
             out[f"acc_sampled_after_fit{fit}"] = acc(ctx, m.sample_coefficients(z, DIFF, P.hyb_sample_steps, seed=0))
     out["seconds"] = round(time.time() - t0, 1)
     return out
 
 
-RUNS = {
+RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps)
     **{f"hybrid, {s} steps": dict(kind="hybrid", steps=s) for s in (180, 600, 1500)},
     **{f"prefix, {s} steps": dict(kind="prefix", steps=s) for s in (180, 600, 1500)},
     **{f"hybrid diagonal, {s} steps": dict(kind="hybrid", steps=s, coef="diag") for s in (180, 600)},
@@ -128,19 +131,34 @@ RUNS = {
     "hybrid, 600 steps, rank 16": dict(kind="hybrid", steps=600, rank=16),
     "hybrid, 600 steps, outer-product pooling": dict(kind="outer", steps=600),
     "hybrid, 600 steps, no diffusion or norm term": dict(kind="hybrid", steps=600, lambda_diff=0.0, lambda_reg=0.0),
-    "hybrid, 600 steps, denoiser without ρ, then fit_denoiser": dict(kind="hybrid", steps=600, rho=False, fit=P.hyb_denoiser_steps),
+    "hybrid, 600 steps, denoiser without ρ, then fit_denoiser": dict(kind="hybrid", steps=600, rho=False, fit=-1),
     "hybrid, 600 steps, core n_embd 128": dict(kind="hybrid", steps=600, n_embd=128),
     "hybrid, 600 steps, core 4 layers": dict(kind="hybrid", steps=600, n_layer=4),
     "hybrid, 600 steps, lr 1e-3": dict(kind="hybrid", steps=600, lr=1e-3),
     "prefix, 600 steps, core n_embd 128": dict(kind="prefix", steps=600, n_embd=128),
 }
 
-if __name__ == "__main__":
-    res = json.loads(OUT.read_text()) if OUT.exists() else {}
-    res["_setup"] = {"profile": "cpu", "seed": SEED, "core": str(CORE), "eval_examples": P.hyb_kv_eval, "facts": KMAX,
-                     "questions": KQ, "torch_threads": 1, "chance": 1 / 8}
-    for name, kw in RUNS.items():
+
+def main():
+    ap = parser(__doc__)
+    a, chosen = parse_with_subset(ap, "--runs", RUNS, "; a rerun skips those in the result file")
+    torch.set_num_threads(1)
+    P = load_profile(a.profile)
+    out = result_path(a, "hybrid_kv_check")
+    res = json.loads(out.read_text()) if out.exists() else {}
+    if res.get("_setup", {}).get("profile", a.profile) != a.profile:
+        ap.error(f"{out} holds runs of profile {res['_setup']['profile']!r}, not {a.profile!r}: pass another --out")
+    core = RWKV7Config(vocab_size=256, n_layer=P.hyb_n_layer, n_embd=P.hyb_n_embd, head_size=P.hyb_head_size)
+    res["_setup"] = {"profile": a.profile, "commit": commit(), "seed": P.seed, "core": str(core), "eval_examples": P.hyb_kv_eval,
+                     "facts": P.hyb_kv_max_facts, "questions": P.hyb_kv_questions, "torch_threads": 1, "chance": 1 / 8}
+    for name in chosen:
         if name in res: continue
-        res[name] = {**{k: v for k, v in kw.items()}, **run(**kw)}
+        kw = {**RUNS[name], **({"fit": P.hyb_denoiser_steps} if RUNS[name].get("fit") == -1 else {})}
+        res[name] = {**kw, **run(P, **kw)}
         print(name, res[name], flush=True)
-        OUT.write_text(json.dumps(res, indent=1))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

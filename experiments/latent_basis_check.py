@@ -1,13 +1,17 @@
 """Which basis for latent state diffusion: per-layer PCA or a small non-linear autoencoder of the same
 code size? Both are fitted on the cpu profile's normalised training states (as notebook 08 normalises
 them); the measure is the held-out relative reconstruction error ‖x − x̂‖² / ‖x‖² (x: a state minus
-the training mean), per code size. Writes experiments/results/latent_basis_check.json."""
-import argparse, json, subprocess, time
-from pathlib import Path
+the training mean), per code size. Writes experiments/results/latent_basis_check.json.
+
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/latent_basis_check.py                       # cpu profile, ≈ 6 min per code size
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/latent_basis_check.py --profile smoke --ks 4 --epochs 1   # a tiny run
+"""
+import time
 
 import torch
 import torch.nn as nn
 
+from _common import parser, result_path, write_result
 from dreamstate.config import load_profile
 from dreamstate.dit import build_state_dit
 from dreamstate.rwkv7 import RWKV7
@@ -32,10 +36,9 @@ def rel_error(x, xh): return ((x - xh) ** 2).sum(1) / (x ** 2).sum(1)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--ks", default="128", help="code sizes per layer")
-    ap.add_argument("--hidden", type=int, default=512)
+    ap = parser(__doc__)
+    ap.add_argument("--ks", default="128", help="code sizes per layer, comma-separated")
+    ap.add_argument("--hidden", type=int, default=512, help="the autoencoder's hidden width")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -64,11 +67,7 @@ def main():
         rows.append({"k_per_layer": k, "pca_heldout_rel_error": float((pca_err / energy).mean()),
                      "autoencoder_heldout_rel_error": float((ae_err / energy).mean()), "seconds": round(time.time() - t0, 1)})
         print(rows[-1], flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    out = Path(__file__).parent / "results" / "latent_basis_check.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"commit": commit, "profile": a.profile, "hidden": a.hidden, "epochs": a.epochs, "seed": a.seed,
-                               "rows": rows}, indent=1) + "\n")
+    write_result(result_path(a, "latent_basis_check"), a.profile, {"hidden": a.hidden, "epochs": a.epochs, "seed": a.seed, "rows": rows})
 
 
 if __name__ == "__main__":

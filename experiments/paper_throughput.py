@@ -8,12 +8,12 @@ and three assumed GPU rates (`ASSUMED`, below), not a measurement.
 
 Run from the repository root: `OMP_NUM_THREADS=1 .venv/bin/python experiments/paper_throughput.py`."""
 import json, platform, time
-from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from _common import parser, result_path, write_result
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import DIT_PRESETS, CodeDenoiser, CodeDenoiserConfig, DiT, DiTConfig
@@ -122,13 +122,16 @@ def estimate(P, lm, dit) -> dict:
                   "09_state_eval (continuations)": nb09_seq, "decode_step_s": step_s}
 
 
-if __name__ == "__main__":
+def main():
+    a = parser(__doc__, profile="paper").parse_args()
     torch.manual_seed(0)
-    P = load_profile("paper")
+    P = load_profile(a.profile)
     lm, dit = lm_measurements(P), dit_measurements(P)
     out = {"what": __doc__.split("\n\n")[0], "machine": platform.processor() or platform.machine(),
            "torch_threads": torch.get_num_threads(), "assumed_h100": ASSUMED, "rwkv7_0.1b": lm, "dit": dit,
            **dict(zip(("work_in_paper", "h100_estimate_s"), estimate(P, lm, dit)))}
-    path = Path(__file__).parent / "results" / "paper_throughput.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(out, indent=1))
+    print(json.dumps(write_result(result_path(a, "paper_throughput"), a.profile, out), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -125,3 +125,21 @@ def test_saved_files_are_not_private(tmp_path):
         os.umask(old)
     for f in ("m.pth", "s.pth"):
         assert (tmp_path / f).stat().st_mode & 0o777 == 0o644
+
+
+def test_next_token_nll_is_the_cross_entropy_it_replaces(model):
+    "Bit for bit the expression the training loop, the evaluations and the hybrid wrote out before (mean, masked mean, per target)."
+    import torch.nn.functional as F
+    from dreamstate.rwkv7 import next_token_nll
+    toks = torch.randint(0, 256, (3, 17))
+    with torch.no_grad(): logits = model(toks[:, :-1])[0]
+    flat, tgt = logits.float().reshape(-1, 256), toks[:, 1:].reshape(-1)
+    assert torch.equal(next_token_nll(logits, toks[:, 1:]), F.cross_entropy(flat, tgt))
+    per = next_token_nll(logits, toks[:, 1:], reduction="none")
+    assert per.shape == (3, 16) and torch.equal(per, F.cross_entropy(flat, tgt, reduction="none").view(3, -1))
+    keep = torch.rand(3, 16) < 0.7
+    assert torch.equal(next_token_nll(logits, toks[:, 1:], keep), (F.cross_entropy(flat, tgt, reduction="none") * keep.reshape(-1)).sum() / keep.sum())
+    assert torch.allclose(next_token_nll(logits, toks[:, 1:], keep), per[keep].mean())
+    assert torch.equal(next_token_nll(logits.bfloat16(), toks[:, 1:]), next_token_nll(logits.bfloat16().float(), toks[:, 1:]))
+    with pytest.raises(ValueError, match="reduction must be"): next_token_nll(logits, toks[:, 1:], reduction="sum")
+    with pytest.raises(ValueError, match="mask applies"): next_token_nll(logits, toks[:, 1:], keep, reduction="none")
