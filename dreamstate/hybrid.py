@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -22,7 +23,7 @@ from .dit import TimestepEmbedder, timestep_embedding
 from .rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 
 # %% auto #0
-__all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_example', 'tokenize_kv', 'HybridConfig', 'DeltaLinear', 'ContextBlock',
+__all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_example', 'tokenize_kv', 'HybridConfig', 'low_rank_update', 'ContextBlock',
            'ContextEncoder', 'ParamDenoiser', 'HybridOutput', 'HybridRWKV7', 'hybrid_loss', 'fit_denoiser',
            'encoder_grad_at_init', 'widen_ffn']
 
@@ -93,19 +94,13 @@ class HybridConfig:
         "Shape of one matrix's generated coefficients: (r, r) or (r,)."
         return (self.rank, self.rank) if self.coef == "matrix" else (self.rank,)
 
-class DeltaLinear(nn.Linear):
-    """`nn.Linear` (same parameter names, so the core keeps BlinkDL's keys) plus an optional per-example
-    low-rank term set for one forward pass: y = x Wᵀ + ((x V) S_bᵀ) Uᵀ with coef S `[B, r, r]`, or
-    y = x Wᵀ + ((x V) ⊙ s_b) Uᵀ with coef s `[B, r]` (a diagonal S)."""
-    delta = None
-    def forward(self, x):
-        out = F.linear(x, self.weight)
-        if self.delta is not None:
-            V, coef, U = self.delta
-            h = x @ V                                                   # [B,T,r]: the input's features
-            h = h * coef[:, None, :] if coef.dim() == 2 else h @ coef.transpose(1, 2)
-            out = out + h @ U.T
-        return out
+def low_rank_update(x: torch.Tensor, V: torch.Tensor, coef: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """ΔW x for a per-example low-rank ΔW = U S_b Vᵀ: x `[B,T,C]`, V, U `[C,r]`, coef S `[B,r,r]`, or s `[B,r]`
+    (a diagonal S) → ((x V) S_bᵀ) Uᵀ `[B,T,C]`. The core adds it to a projection's output (`RWKV7.forward(..., delta=)`)."""
+    h = x @ V                                                   # [B,T,r]: the input's features
+    h = h * coef[:, None, :] if coef.dim() == 2 else h @ coef.transpose(1, 2)
+    return h @ U.T
+
 
 # %% ../nbs/10_hybrid.ipynb #e001
 class ContextBlock(nn.Module):
@@ -184,11 +179,9 @@ class HybridRWKV7(nn.Module):
         self.cfg, self.hcfg = cfg, hcfg
         self.core = RWKV7(cfg).init_weights(seed=seed)
         L, C, r, d = cfg.n_layer, cfg.n_embd, hcfg.rank, hcfg.ctx_dim
-        for blk in self.core.blocks:
-            for m in MATS:
-                old = getattr(blk.att, m)
-                new = DeltaLinear(C, C, bias=False); new.weight = old.weight
-                setattr(blk.att, m, new)
+        # the committed runs built 3·L throw-away nn.Linear(C, C) here (ΔW used to be set on swapped-in modules);
+        # their initialisation draws stay, so every parameter below draws the same numbers as in those runs
+        for _ in range(3 * L): nn.init.kaiming_uniform_(torch.empty(C, C), a=math.sqrt(5))
         self.encoder = ContextEncoder(cfg.vocab_size, d, hcfg.ctx_depth, hcfg.ctx_heads)
         self.n_coef = math.prod(hcfg.coef_shape)                    # generated numbers per matrix: r² or r
         self.head = nn.Linear(d, L * 3 * self.n_coef)
@@ -248,15 +241,12 @@ class HybridRWKV7(nn.Module):
         the real targets of windows padded at the end (None: all real)."""
         if diffusion is not None: return self._objective(ctx, ctx_mask, tokens, diffusion, generator, win_mask)
         if s is None: s = self.coefficients(self.encode(ctx, ctx_mask))
-        try:
-            for l, blk in enumerate(self.core.blocks):
-                for j, m in enumerate(MATS):
-                    getattr(blk.att, m).delta = (self.V[l, j], self.alpha[l, j] * s[:, l, j], self.U[l, j])
-            logits, _ = self.core(tokens, state)
-        finally:
-            for blk in self.core.blocks:
-                for m in MATS: getattr(blk.att, m).delta = None
-        return HybridOutput(logits)
+        return HybridOutput(self.core(tokens, state, delta=self.delta(s))[0])
+
+    def delta(self, s: torch.Tensor) -> list[dict]:
+        "The core's `delta` argument for coefficients `s`: per layer, {projection: x ↦ α U S(c) Vᵀ x}."
+        return [{m: partial(low_rank_update, V=self.V[l, j], coef=self.alpha[l, j] * s[:, l, j], U=self.U[l, j])
+                 for j, m in enumerate(MATS)} for l in range(self.cfg.n_layer)]
 
     def _objective(self, ctx, mask, win, diffusion: Diffusion, generator=None, win_mask=None):
         "LM cross-entropy (over the real targets) + λ_reg ‖αΔW‖² + λ_diff · denoising loss on (ctx, mask, window)."

@@ -208,16 +208,23 @@ class TimeMix(nn.Module):
         self.receptance, self.key, self.value, self.output = (nn.Linear(C, C, bias=False) for _ in range(4))
         self.ln_x = nn.GroupNorm(H, C, eps=64e-5)
 
-    def forward(self, x, shift, wkv_state, v_first, backend="auto"):
-        "x `[B,T,C]`, shift `[B,C]`, wkv_state `[B,H,N,N]` → out `[B,T,C]`, new shift, new wkv, v_first."
+    def _project(self, name: str, x, delta):
+        "Projection `name` of x, plus ΔW x when `delta` updates it."
+        y = getattr(self, name)(x)
+        return y if delta is None or name not in delta else y + delta[name](x)
+
+    def forward(self, x, shift, wkv_state, v_first, backend="auto", delta=None):
+        """x `[B,T,C]`, shift `[B,C]`, wkv_state `[B,H,N,N]` → out `[B,T,C]`, new shift, new wkv, v_first. `delta`
+        (optional) maps a projection's name ("receptance", "key", "value") to a function x ↦ ΔW x whose result
+        is added to that projection: a per-example weight update W + ΔW (the hybrid of notebook 10 generates one)."""
         B, T, C = x.shape
         H, N = self.n_head, self.head_size
         xx = torch.cat([shift[:, None].to(x.dtype), x[:, :-1]], 1) - x          # x_{t-1} - x_t
         xr, xw, xk, xv, xa, xg = (x + xx * m for m in (self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g))
-        r = self.receptance(xr)
+        r = self._project("receptance", xr, delta)
         w = -F.softplus(-(self.w0 + torch.tanh(xw @ self.w1) @ self.w2)) - 0.5   # log(e^{-1/2} σ(·))
-        k = self.key(xk)
-        v = self.value(xv)
+        k = self._project("key", xk, delta)
+        v = self._project("value", xv, delta)
         a = torch.sigmoid(self.a0 + (xa @ self.a1) @ self.a2)
         g = torch.sigmoid(xg @ self.g1) @ self.g2
         kk = F.normalize((k * self.k_k).view(B, T, H, N), dim=-1, p=2.0)
@@ -339,8 +346,10 @@ class RWKV7(nn.Module):
         if lo < 0 or hi >= self.cfg.vocab_size:
             raise ValueError(f"token id out of vocabulary: ids span [{lo}, {hi}] but vocab_size is {self.cfg.vocab_size}")
 
-    def forward(self, tokens: torch.Tensor, state: RWKVState | None = None, last_only: bool = False):
-        "tokens `[B,T]` → logits `[B,T,V]` (`[B,1,V]` if `last_only`), new `RWKVState`."
+    def forward(self, tokens: torch.Tensor, state: RWKVState | None = None, last_only: bool = False,
+                delta: list[dict] | None = None):
+        """tokens `[B,T]` → logits `[B,T,V]` (`[B,1,V]` if `last_only`), new `RWKVState`. `delta`: per layer, the
+        `TimeMix` weight update (a dict of projection name → x ↦ ΔW x), or None for the model's own weights."""
         self._check_tokens(tokens)
         B = tokens.shape[0]
         x = self.emb(tokens)
@@ -349,7 +358,8 @@ class RWKV7(nn.Module):
         wkv, att_s, ffn_s, v_first = [], [], [], None
         for i, blk in enumerate(self.blocks):
             if i == 0: x = blk.ln0(x)
-            dx, s_att, s_wkv, v_first = blk.att(blk.ln1(x), state.att_shift[i], state.wkv[i], v_first, self.backend)
+            dx, s_att, s_wkv, v_first = blk.att(blk.ln1(x), state.att_shift[i], state.wkv[i], v_first, self.backend,
+                                                None if delta is None else delta[i])
             x = x + dx
             dx, s_ffn = blk.ffn(blk.ln2(x), state.ffn_shift[i])
             x = x + dx
