@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .config import load_checkpoint, save_checkpoint
 from .rwkv7 import next_token_nll
 
 # %% auto #0
@@ -51,11 +52,9 @@ def dist_info() -> tuple[int, int]:
 
 # %% ../nbs/05_train_lm.ipynb #c005
 def _save_ckpt(path: Path, model, opt, step: int, history: list, extra: dict):
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history,
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **extra}, tmp)
-    os.replace(tmp, path)
+    save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history,
+                     "rng_cpu": torch.get_rng_state(),
+                     "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **extra}, path)
 
 def _write_metrics(path: Path, rows: list[dict], append: bool = False):
     """The one writer of `metrics.csv`: all of `rows` (atomically; columns = every key, in order of first
@@ -104,7 +103,7 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
                             lr=cfg.lr, betas=cfg.betas)
     start, history, ckpt = 0, [], out_dir / "last.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        state = load_checkpoint(ckpt, "training checkpoint")   # on the CPU; load_state_dict moves to the parameters' device
         model.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"])
         start, history = state["step"], state["history"]
         torch.set_rng_state(state["rng_cpu"])
