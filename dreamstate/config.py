@@ -14,8 +14,8 @@ import torch
 # %% auto #0
 __all__ = ['STYLE', 'PALETTE', 'PERSONA_ORDER', 'ProfileError', 'project_root', 'Profile', 'read_settings', 'load_profile',
            'seed_everything', 'torch_generator', 'get_device', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
-           'inspect_checkpoint', 'checkpoint_sha256', 'check_profile', 'persona_palette', 'plot_style', 'save_figure',
-           'save_table', 'notebooks', 'match_notebook', 'notebooks_to_clean', 'write_back', 'reproduce',
+           'inspect_checkpoint', 'checkpoint_sha256', 'check_profile', 'persona_palette', 'plot_style', 'git_commit',
+           'save_figure', 'save_table', 'notebooks', 'match_notebook', 'notebooks_to_clean', 'write_back', 'reproduce',
            'reproduce_cli']
 
 # %% ../nbs/00_config.ipynb #c004
@@ -283,7 +283,7 @@ def plot_style():
     sns.set_theme(context="paper", style="whitegrid", palette=PALETTE, rc=STYLE)
     return plt
 
-def _git_commit(root: Path) -> str:
+def git_commit(root: Path) -> str:
     """HEAD's hash, with `-dirty` if the code a run executes differs from it (`_source_changes`: outputs that the
     `cpu` run writes back into `nbs/`, and figures, do not count); `DREAMSTATE_COMMIT` (set by `reproduce`) wins."""
     if os.environ.get("DREAMSTATE_COMMIT"): return os.environ["DREAMSTATE_COMMIT"]
@@ -305,7 +305,7 @@ def save_figure(fig, name: str, out_dir: str | Path) -> list[Path]:
     commit, each written under a temporary name and renamed; returns the paths."""
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     profile, root = _profile_of(out_dir)
-    commit = _git_commit(root) if root is not None else "unknown"
+    commit = git_commit(root) if root is not None else "unknown"
     for t in [t for t in fig.texts if t.get_gid() == "dreamstate-footer"]: t.remove()
     fig.text(0.995, 0.002, f"dreamstate · profile {profile} · {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''}",
              ha="right", va="bottom", fontsize=5, color="0.5", gid="dreamstate-footer")
@@ -501,7 +501,7 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
     say = lambda msg, **kw: print(f"[reproduce:{profile}] {msg}", flush=True, **kw)
     kernel = "python3" if _kernel_missing() else "dreamstate"
     os.environ.pop("DREAMSTATE_COMMIT", None)   # a run names its own commit, not an earlier run's in this process
-    commit = _git_commit(root)   # once, before the run writes anything (the write-back into nbs/ is not a change to the code)
+    commit = git_commit(root)   # once, before the run writes anything (the write-back into nbs/ is not a change to the code)
     os.environ["DREAMSTATE_COMMIT"] = commit   # the notebooks' kernels inherit it: figure footers name the same commit
     ran, t_all = [], time.time()
     for path in nbs:

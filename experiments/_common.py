@@ -1,7 +1,7 @@
 """What the experiments share: their command line (`--profile`, `--out`), the JSON result they write
 (with the commit and the profile), and for the DiT diagnostics the profile's LM and state dataset,
 notebook 09's PCA space and the per-persona Fréchet distance / variance of generated states in it."""
-import argparse, json, subprocess
+import argparse, json
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +40,9 @@ def parse_with_subset(ap: argparse.ArgumentParser, option: str, names, note: str
 
 
 def commit() -> str:
-    "HEAD's hash (`unknown` outside a git checkout)."
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+    "HEAD's hash, `-dirty` with uncommitted code (`unknown` outside a git checkout): `dreamstate.config.git_commit`."
+    from dreamstate.config import git_commit
+    return git_commit(ROOT)
 
 
 def result_path(a: argparse.Namespace, name: str) -> Path:
