@@ -534,7 +534,8 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
     total = round(time.time() - t_all, 1)
     if ran:
         manifest["last_run"] = {"notebooks_run": ran, "seconds": total, "commit": commit}
-        if from_scratch and len(ran) == len(nbs): manifest["from_scratch"] = {"seconds": total, "commit": commit, "device": _device_name()}
+        if from_scratch and len(ran) == len(nbs): manifest["from_scratch"] = {"seconds": total, "commit": commit, "device": _device_name(),
+                                                                   "seconds_per_notebook": {n: seconds[n] for n in ran}}
         _write_atomic(man_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
     say(f"{len(ran)} of {len(nbs)} notebooks run in {total:.0f} s; figures and tables in "
         f"{_rel(prof.figures_dir)}/, executed notebooks in {_rel(out_dir)}/"

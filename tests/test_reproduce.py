@@ -218,6 +218,7 @@ def test_provenance_refuses_a_dirty_tree_for_tracked_figures(project, monkeypatc
     monkeypatch.delenv("ALLOW_DIRTY", raising=False)
     man = reproduce("cpu", root=root)                               # clean: runs; its write-back dirties only outputs
     assert man["from_scratch"]["seconds"] > 0 and man["last_run"]["notebooks_run"] == ["00_a", "01_b"]
+    assert set(man["from_scratch"]["seconds_per_notebook"]) == {"00_a", "01_b"}
     assert not man["commit"].endswith("-dirty")
     man = reproduce("cpu", nb="00", root=root)                      # outputs in nbs/ are not code changes …
     assert "from_scratch" in json.loads((root / "figures" / "manifest.json").read_text())
