@@ -57,6 +57,37 @@ class RWKV7Config:
         "Numbers in one state: L·(H·N² + 2C)."
         return self.n_layer * (self.n_head * self.head_size ** 2 + 2 * self.n_embd)
 
+# %% ../nbs/03_rwkv7.ipynb #25d4d6a9
+def _check_state_shapes(wkv, att_shift, ffn_shift, cfg: RWKV7Config, batch_size: int | None = None):
+    "Raise a clear error unless wkv `[L,B,H,N,N]` and the shifts `[L,B,C]` fit `cfg` (and B is `batch_size` or 1)."
+    L, H, N, C = cfg.n_layer, cfg.n_head, cfg.head_size, cfg.n_embd
+    if wkv.dim() != 5 or tuple(wkv.shape[2:]) != (H, N, N) or wkv.shape[0] != L:
+        raise ValueError(f"state does not fit this model: wkv has shape {tuple(wkv.shape)}, the model "
+                         f"needs [L,B,H,N,N] = [{L},B,{H},{N},{N}] (a state from a model of another size?)")
+    B = wkv.shape[1]
+    for n, t in (("att_shift", att_shift), ("ffn_shift", ffn_shift)):
+        if tuple(t.shape) != (L, B, C):
+            raise ValueError(f"state does not fit this model: {n} has shape {tuple(t.shape)}, expected [{L},{B},{C}]")
+    if batch_size is not None and B != batch_size and B != 1:
+        raise ValueError(f"state has batch size {B} but the tokens have {batch_size}")
+
+
+# %% ../nbs/03_rwkv7.ipynb #ced2a478
+def _stack_rwkv_list(parts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The `rwkv` package's flat per-layer list `[att_x_prev, att_kv, ffn_x_prev] × L` (unbatched `[C]`,`[H,N,N]`,`[C]`,
+    or with a leading batch dim) → wkv `[L,B,H,N,N]` float32, att_shift `[L,B,C]`, ffn_shift `[L,B,C]`."""
+    if not isinstance(parts, (list, tuple)) or len(parts) == 0 or len(parts) % 3:
+        raise ValueError(f"an rwkv state is a list of 3·L tensors, got {type(parts).__name__} of length "
+                         f"{len(parts) if hasattr(parts, '__len__') else '?'}")
+    att, wkv, ffn = parts[0::3], parts[1::3], parts[2::3]
+    batched = wkv[0].dim() == 4
+    if not batched: att, wkv, ffn = ([t.unsqueeze(0) for t in x] for x in (att, wkv, ffn))
+    try:
+        return torch.stack(wkv).float(), torch.stack(att), torch.stack(ffn)
+    except RuntimeError as e:
+        raise ValueError(f"inconsistent shapes in rwkv state list: {e}") from None
+
+
 # %% ../nbs/03_rwkv7.ipynb #c007
 @dataclass
 class RWKVState:
@@ -78,17 +109,7 @@ class RWKVState:
 
     def check(self, cfg: RWKV7Config, batch_size: int | None = None) -> "RWKVState":
         "Raise a clear error unless this state belongs to a model with config `cfg`."
-        L, H, N, C = cfg.n_layer, cfg.n_head, cfg.head_size, cfg.n_embd
-        if self.wkv.dim() != 5 or tuple(self.wkv.shape[2:]) != (H, N, N) or self.wkv.shape[0] != L:
-            raise ValueError(f"state does not fit this model: wkv has shape {tuple(self.wkv.shape)}, the model "
-                             f"needs [L,B,H,N,N] = [{L},B,{H},{N},{N}] (a state from a model of another size?)")
-        B = self.wkv.shape[1]
-        for n in ("att_shift", "ffn_shift"):
-            t = getattr(self, n)
-            if tuple(t.shape) != (L, B, C):
-                raise ValueError(f"state does not fit this model: {n} has shape {tuple(t.shape)}, expected [{L},{B},{C}]")
-        if batch_size is not None and B != batch_size and B != 1:
-            raise ValueError(f"state has batch size {B} but the tokens have {batch_size}")
+        _check_state_shapes(self.wkv, self.att_shift, self.ffn_shift, cfg, batch_size)
         return self
 
     def expand(self, batch_size: int) -> "RWKVState":
@@ -148,16 +169,7 @@ class RWKVState:
     @classmethod
     def from_rwkv_list(cls, parts: list[torch.Tensor]) -> "RWKVState":
         "From the `rwkv` package's flat list (unbatched `[C]`,`[H,N,N]`,`[C]`, or with a leading batch dim)."
-        if not isinstance(parts, (list, tuple)) or len(parts) == 0 or len(parts) % 3:
-            raise ValueError(f"an rwkv state is a list of 3·L tensors, got {type(parts).__name__} of length "
-                             f"{len(parts) if hasattr(parts, '__len__') else '?'}")
-        att, wkv, ffn = parts[0::3], parts[1::3], parts[2::3]
-        batched = wkv[0].dim() == 4
-        if not batched: att, wkv, ffn = ([t.unsqueeze(0) for t in x] for x in (att, wkv, ffn))
-        try:
-            return cls(torch.stack(wkv).float(), torch.stack(att), torch.stack(ffn))
-        except RuntimeError as e:
-            raise ValueError(f"inconsistent shapes in rwkv state list: {e}") from None
+        return cls(*_stack_rwkv_list(parts))
 
     def save(self, path: str | Path):
         "Write the `rwkv` package's per-layer list (unbatched when B = 1), atomically."
