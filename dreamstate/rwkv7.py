@@ -187,21 +187,29 @@ class RWKVState:
     def from_state_tuning(cls, path: str | Path, cfg: RWKV7Config) -> "RWKVState":
         """A state-tuning file (`blocks.{i}.att.time_state`, `[H,N,N]`, same [value, key] layout as
         the WKV state) as a batch-1 state; the shift states are zero."""
-        sd = load_checkpoint(path, "state-tuning file")
-        if not isinstance(sd, dict): raise CheckpointError(f"{path}: a state-tuning file is a dict of tensors")
+        parts = _state_tuning_parts(load_checkpoint(path, "state-tuning file"), cfg, path)
         zero = cls.zeros(cfg)
-        for l in range(cfg.n_layer):
-            k = f"blocks.{l}.att.time_state"
-            if k not in sd: raise CheckpointError(f"{path}: missing key {k!r} (state-tuning file for {cfg.n_layer} layers)")
-            t = sd[k]
-            if tuple(t.shape) != (cfg.n_head, cfg.head_size, cfg.head_size):
-                raise CheckpointError(f"{path}: {k} has shape {tuple(t.shape)}, the model needs "
-                                      f"[H,N,N] = {(cfg.n_head, cfg.head_size, cfg.head_size)}")
-            zero.wkv[l, 0] = t.float()
+        for l, t in enumerate(parts): zero.wkv[l, 0] = t.float()
         return zero
 
 # %% ../nbs/03_rwkv7.ipynb #c009
 from .config import CheckpointError, load_checkpoint, save_checkpoint   # one checkpoint discipline for every model
+
+# %% ../nbs/03_rwkv7.ipynb #f248383d
+def _state_tuning_parts(sd, cfg: RWKV7Config, path) -> list[torch.Tensor]:
+    "Each layer's `blocks.{i}.att.time_state` `[H,N,N]` of a state-tuning file's dict `sd`, checked against `cfg`."
+    if not isinstance(sd, dict): raise CheckpointError(f"{path}: a state-tuning file is a dict of tensors")
+    parts = []
+    for l in range(cfg.n_layer):
+        k = f"blocks.{l}.att.time_state"
+        if k not in sd: raise CheckpointError(f"{path}: missing key {k!r} (state-tuning file for {cfg.n_layer} layers)")
+        t = sd[k]
+        if tuple(t.shape) != (cfg.n_head, cfg.head_size, cfg.head_size):
+            raise CheckpointError(f"{path}: {k} has shape {tuple(t.shape)}, the model needs "
+                                  f"[H,N,N] = {(cfg.n_head, cfg.head_size, cfg.head_size)}")
+        parts.append(t)
+    return parts
+
 
 # %% ../nbs/03_rwkv7.ipynb #c011
 class TimeMix(nn.Module):
