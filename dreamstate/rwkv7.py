@@ -326,6 +326,16 @@ def _check_tokens(tokens, vocab_size: int):
         raise ValueError(f"token id out of vocabulary: ids span [{lo}, {hi}] but vocab_size is {vocab_size}")
 
 
+# %% ../nbs/03_rwkv7.ipynb #a18bf6f0
+def _model_state_dict(sd, path) -> dict:
+    """The model's state dict from a loaded checkpoint: a plain state dict, or a training checkpoint's `"model"`
+    entry; the prefixes `torch.compile` (`_orig_mod.`) and DDP (`module.`) add are dropped."""
+    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict): sd = sd["model"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: not a state dict of tensors")
+    return {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in sd.items()}
+
+
 # %% ../nbs/03_rwkv7.ipynb #c013
 class RWKV7(nn.Module):
     "RWKV-7 language model; parameter names are BlinkDL's checkpoint keys."
@@ -414,11 +424,7 @@ class RWKV7(nn.Module):
     def load(cls, path: str | Path, dtype=torch.float32, device="cpu") -> "RWKV7":
         """A BlinkDL `.pth` as published (bf16/fp16/fp32, `[1,1,C]` vectors) or a dreamstate training
         checkpoint (`{"model": state_dict, ...}`); sizes are read from the tensors."""
-        sd = load_checkpoint(path)
-        if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict): sd = sd["model"]
-        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-            raise CheckpointError(f"{path}: not a state dict of tensors")
-        sd = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in sd.items()}
+        sd = _model_state_dict(load_checkpoint(path), path)
         cfg = config_from_state_dict(sd, source=str(path))
         model = cls(cfg)
         model.load_blinkdl_state_dict(sd, source=str(path))
