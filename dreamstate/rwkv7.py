@@ -211,6 +211,17 @@ def _state_tuning_parts(sd, cfg: RWKV7Config, path) -> list[torch.Tensor]:
     return parts
 
 
+# %% ../nbs/03_rwkv7.ipynb #e97f6e8a
+def _wkv7_token(s0, decay, kk, b, v, k, r, out):
+    """One WKV-7 step, written out in place (the RNN mode of `TimeMix.step`): s0 `[B,H,V,K]` float32, decay `[B,H,1,K]`
+    ($e^{w}$), kk, b, v, k, r `[B,H,N]` → y = S r `[B,H,N]`, with the new state S written into `out` `[B,H,V,K]`:
+    S ← s0 diag(e^w) + (s0 a) bᵀ + v kᵀ with a = -kk (as `wkv7_sequential`)."""
+    S = torch.mul(s0, decay, out=out)
+    S += (s0 @ -kk[..., None]) * b[:, :, None]
+    S += v[..., None] * k[:, :, None]
+    return (S @ r[..., None])[..., 0]
+
+
 # %% ../nbs/03_rwkv7.ipynb #c011
 class TimeMix(nn.Module):
     def __init__(self, cfg: RWKV7Config, layer_id: int):
@@ -279,11 +290,7 @@ class TimeMix(nn.Module):
         else: v = v + (v_first - v) * torch.sigmoid(self.v0.view(1, C) + (xv @ self.v1) @ self.v2)
         hv = lambda t: t.float().view(B, H, N)
         decay = torch.exp(-torch.exp(w.float())).view(B, H, 1, N)
-        # S [B,H,V,K] ← S diag(e^w) + (S a) bᵀ + v kᵀ with a = -kk, b = kk·α; y = S r (as `wkv7_sequential`)
-        S = torch.mul(wkv_state, decay, out=wkv_out)
-        S += (wkv_state @ -kk[..., None]) * (kk * hv(a))[:, :, None]
-        S += hv(v)[..., None] * hv(k)[:, :, None]
-        y = (S @ hv(r)[..., None])[..., 0].to(x.dtype)
+        y = _wkv7_token(wkv_state, decay, kk, kk * hv(a), hv(v), hv(k), hv(r), out=wkv_out).to(x.dtype)
         y = F.group_norm(y.view(B, C), H, self.ln_x.weight, self.ln_x.bias, self.ln_x.eps)
         y = y + ((r.view(B, H, N) * k.view(B, H, N) * self.r_k).sum(-1, keepdim=True) * v.view(B, H, N)).view(B, C)
         return F.linear(y * g, self.output.weight), v_first
