@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from .wkv import wkv7
 
 # %% auto #0
-__all__ = ['RWKV7Config', 'RWKVState', 'TimeMix', 'ChannelMix', 'Block', 'RWKV7', 'config_from_state_dict', 'blinkdl_keys',
-           'next_token_nll']
+__all__ = ['RWKV7Config', 'RWKVState', 'TimeMix', 'ChannelMix', 'Block', 'RWKV7', 'init_rwkv7_weights', 'copy_blinkdl_state_dict',
+           'config_from_state_dict', 'blinkdl_keys', 'next_token_nll']
 
 # %% ../nbs/03_rwkv7.ipynb #c004
 def _lora_rank(scale: float, C: int, power: float = 0.5) -> int:
@@ -57,6 +57,37 @@ class RWKV7Config:
         "Numbers in one state: L·(H·N² + 2C)."
         return self.n_layer * (self.n_head * self.head_size ** 2 + 2 * self.n_embd)
 
+# %% ../nbs/03_rwkv7.ipynb #25d4d6a9
+def _check_state_shapes(wkv, att_shift, ffn_shift, cfg: RWKV7Config, batch_size: int | None = None):
+    "Raise a clear error unless wkv `[L,B,H,N,N]` and the shifts `[L,B,C]` fit `cfg` (and B is `batch_size` or 1)."
+    L, H, N, C = cfg.n_layer, cfg.n_head, cfg.head_size, cfg.n_embd
+    if wkv.dim() != 5 or tuple(wkv.shape[2:]) != (H, N, N) or wkv.shape[0] != L:
+        raise ValueError(f"state does not fit this model: wkv has shape {tuple(wkv.shape)}, the model "
+                         f"needs [L,B,H,N,N] = [{L},B,{H},{N},{N}] (a state from a model of another size?)")
+    B = wkv.shape[1]
+    for n, t in (("att_shift", att_shift), ("ffn_shift", ffn_shift)):
+        if tuple(t.shape) != (L, B, C):
+            raise ValueError(f"state does not fit this model: {n} has shape {tuple(t.shape)}, expected [{L},{B},{C}]")
+    if batch_size is not None and B != batch_size and B != 1:
+        raise ValueError(f"state has batch size {B} but the tokens have {batch_size}")
+
+
+# %% ../nbs/03_rwkv7.ipynb #ced2a478
+def _stack_rwkv_list(parts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The `rwkv` package's flat per-layer list `[att_x_prev, att_kv, ffn_x_prev] × L` (unbatched `[C]`,`[H,N,N]`,`[C]`,
+    or with a leading batch dim) → wkv `[L,B,H,N,N]` float32, att_shift `[L,B,C]`, ffn_shift `[L,B,C]`."""
+    if not isinstance(parts, (list, tuple)) or len(parts) == 0 or len(parts) % 3:
+        raise ValueError(f"an rwkv state is a list of 3·L tensors, got {type(parts).__name__} of length "
+                         f"{len(parts) if hasattr(parts, '__len__') else '?'}")
+    att, wkv, ffn = parts[0::3], parts[1::3], parts[2::3]
+    batched = wkv[0].dim() == 4
+    if not batched: att, wkv, ffn = ([t.unsqueeze(0) for t in x] for x in (att, wkv, ffn))
+    try:
+        return torch.stack(wkv).float(), torch.stack(att), torch.stack(ffn)
+    except RuntimeError as e:
+        raise ValueError(f"inconsistent shapes in rwkv state list: {e}") from None
+
+
 # %% ../nbs/03_rwkv7.ipynb #c007
 @dataclass
 class RWKVState:
@@ -78,17 +109,7 @@ class RWKVState:
 
     def check(self, cfg: RWKV7Config, batch_size: int | None = None) -> "RWKVState":
         "Raise a clear error unless this state belongs to a model with config `cfg`."
-        L, H, N, C = cfg.n_layer, cfg.n_head, cfg.head_size, cfg.n_embd
-        if self.wkv.dim() != 5 or tuple(self.wkv.shape[2:]) != (H, N, N) or self.wkv.shape[0] != L:
-            raise ValueError(f"state does not fit this model: wkv has shape {tuple(self.wkv.shape)}, the model "
-                             f"needs [L,B,H,N,N] = [{L},B,{H},{N},{N}] (a state from a model of another size?)")
-        B = self.wkv.shape[1]
-        for n in ("att_shift", "ffn_shift"):
-            t = getattr(self, n)
-            if tuple(t.shape) != (L, B, C):
-                raise ValueError(f"state does not fit this model: {n} has shape {tuple(t.shape)}, expected [{L},{B},{C}]")
-        if batch_size is not None and B != batch_size and B != 1:
-            raise ValueError(f"state has batch size {B} but the tokens have {batch_size}")
+        _check_state_shapes(self.wkv, self.att_shift, self.ffn_shift, cfg, batch_size)
         return self
 
     def expand(self, batch_size: int) -> "RWKVState":
@@ -148,16 +169,7 @@ class RWKVState:
     @classmethod
     def from_rwkv_list(cls, parts: list[torch.Tensor]) -> "RWKVState":
         "From the `rwkv` package's flat list (unbatched `[C]`,`[H,N,N]`,`[C]`, or with a leading batch dim)."
-        if not isinstance(parts, (list, tuple)) or len(parts) == 0 or len(parts) % 3:
-            raise ValueError(f"an rwkv state is a list of 3·L tensors, got {type(parts).__name__} of length "
-                             f"{len(parts) if hasattr(parts, '__len__') else '?'}")
-        att, wkv, ffn = parts[0::3], parts[1::3], parts[2::3]
-        batched = wkv[0].dim() == 4
-        if not batched: att, wkv, ffn = ([t.unsqueeze(0) for t in x] for x in (att, wkv, ffn))
-        try:
-            return cls(torch.stack(wkv).float(), torch.stack(att), torch.stack(ffn))
-        except RuntimeError as e:
-            raise ValueError(f"inconsistent shapes in rwkv state list: {e}") from None
+        return cls(*_stack_rwkv_list(parts))
 
     def save(self, path: str | Path):
         "Write the `rwkv` package's per-layer list (unbatched when B = 1), atomically."
@@ -175,21 +187,40 @@ class RWKVState:
     def from_state_tuning(cls, path: str | Path, cfg: RWKV7Config) -> "RWKVState":
         """A state-tuning file (`blocks.{i}.att.time_state`, `[H,N,N]`, same [value, key] layout as
         the WKV state) as a batch-1 state; the shift states are zero."""
-        sd = load_checkpoint(path, "state-tuning file")
-        if not isinstance(sd, dict): raise CheckpointError(f"{path}: a state-tuning file is a dict of tensors")
+        parts = _state_tuning_parts(load_checkpoint(path, "state-tuning file"), cfg, path)
         zero = cls.zeros(cfg)
-        for l in range(cfg.n_layer):
-            k = f"blocks.{l}.att.time_state"
-            if k not in sd: raise CheckpointError(f"{path}: missing key {k!r} (state-tuning file for {cfg.n_layer} layers)")
-            t = sd[k]
-            if tuple(t.shape) != (cfg.n_head, cfg.head_size, cfg.head_size):
-                raise CheckpointError(f"{path}: {k} has shape {tuple(t.shape)}, the model needs "
-                                      f"[H,N,N] = {(cfg.n_head, cfg.head_size, cfg.head_size)}")
-            zero.wkv[l, 0] = t.float()
+        for l, t in enumerate(parts): zero.wkv[l, 0] = t.float()
         return zero
 
 # %% ../nbs/03_rwkv7.ipynb #c009
 from .config import CheckpointError, load_checkpoint, save_checkpoint   # one checkpoint discipline for every model
+
+# %% ../nbs/03_rwkv7.ipynb #f248383d
+def _state_tuning_parts(sd, cfg: RWKV7Config, path) -> list[torch.Tensor]:
+    "Each layer's `blocks.{i}.att.time_state` `[H,N,N]` of a state-tuning file's dict `sd`, checked against `cfg`."
+    if not isinstance(sd, dict): raise CheckpointError(f"{path}: a state-tuning file is a dict of tensors")
+    parts = []
+    for l in range(cfg.n_layer):
+        k = f"blocks.{l}.att.time_state"
+        if k not in sd: raise CheckpointError(f"{path}: missing key {k!r} (state-tuning file for {cfg.n_layer} layers)")
+        t = sd[k]
+        if tuple(t.shape) != (cfg.n_head, cfg.head_size, cfg.head_size):
+            raise CheckpointError(f"{path}: {k} has shape {tuple(t.shape)}, the model needs "
+                                  f"[H,N,N] = {(cfg.n_head, cfg.head_size, cfg.head_size)}")
+        parts.append(t)
+    return parts
+
+
+# %% ../nbs/03_rwkv7.ipynb #e97f6e8a
+def _wkv7_token(s0, decay, kk, b, v, k, r, out):
+    """One WKV-7 step, written out in place (the RNN mode of `TimeMix.step`): s0 `[B,H,V,K]` float32, decay `[B,H,1,K]`
+    ($e^{w}$), kk, b, v, k, r `[B,H,N]` → y = S r `[B,H,N]`, with the new state S written into `out` `[B,H,V,K]`:
+    S ← s0 diag(e^w) + (s0 a) bᵀ + v kᵀ with a = -kk (as `wkv7_sequential`)."""
+    S = torch.mul(s0, decay, out=out)
+    S += (s0 @ -kk[..., None]) * b[:, :, None]
+    S += v[..., None] * k[:, :, None]
+    return (S @ r[..., None])[..., 0]
+
 
 # %% ../nbs/03_rwkv7.ipynb #c011
 class TimeMix(nn.Module):
@@ -259,11 +290,7 @@ class TimeMix(nn.Module):
         else: v = v + (v_first - v) * torch.sigmoid(self.v0.view(1, C) + (xv @ self.v1) @ self.v2)
         hv = lambda t: t.float().view(B, H, N)
         decay = torch.exp(-torch.exp(w.float())).view(B, H, 1, N)
-        # S [B,H,V,K] ← S diag(e^w) + (S a) bᵀ + v kᵀ with a = -kk, b = kk·α; y = S r (as `wkv7_sequential`)
-        S = torch.mul(wkv_state, decay, out=wkv_out)
-        S += (wkv_state @ -kk[..., None]) * (kk * hv(a))[:, :, None]
-        S += hv(v)[..., None] * hv(k)[:, :, None]
-        y = (S @ hv(r)[..., None])[..., 0].to(x.dtype)
+        y = _wkv7_token(wkv_state, decay, kk, kk * hv(a), hv(v), hv(k), hv(r), out=wkv_out).to(x.dtype)
         y = F.group_norm(y.view(B, C), H, self.ln_x.weight, self.ln_x.bias, self.ln_x.eps)
         y = y + ((r.view(B, H, N) * k.view(B, H, N) * self.r_k).sum(-1, keepdim=True) * v.view(B, H, N)).view(B, C)
         return F.linear(y * g, self.output.weight), v_first
@@ -293,6 +320,29 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
         self.att, self.ffn = TimeMix(cfg, layer_id), ChannelMix(cfg)
 
+# %% ../nbs/03_rwkv7.ipynb #bb79d958
+def _check_tokens(tokens, vocab_size: int):
+    "Raise a clear error unless `tokens` is an integer tensor `[B,T]`, T ≥ 1, of ids below `vocab_size`."
+    if not isinstance(tokens, torch.Tensor): raise TypeError(f"tokens must be a LongTensor [B,T], got {type(tokens).__name__}")
+    if tokens.dtype not in (torch.long, torch.int32, torch.int64):
+        raise TypeError(f"tokens must be integer (torch.long), got {tokens.dtype}")
+    if tokens.dim() != 2 or tokens.shape[1] == 0:
+        raise ValueError(f"tokens must have shape [B,T] with T ≥ 1, got {tuple(tokens.shape)}")
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"token id out of vocabulary: ids span [{lo}, {hi}] but vocab_size is {vocab_size}")
+
+
+# %% ../nbs/03_rwkv7.ipynb #a18bf6f0
+def _model_state_dict(sd, path) -> dict:
+    """The model's state dict from a loaded checkpoint: a plain state dict, or a training checkpoint's `"model"`
+    entry; the prefixes `torch.compile` (`_orig_mod.`) and DDP (`module.`) add are dropped."""
+    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict): sd = sd["model"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: not a state dict of tensors")
+    return {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in sd.items()}
+
+
 # %% ../nbs/03_rwkv7.ipynb #c013
 class RWKV7(nn.Module):
     "RWKV-7 language model; parameter names are BlinkDL's checkpoint keys."
@@ -309,42 +359,9 @@ class RWKV7(nn.Module):
     @torch.no_grad()
     def init_weights(self, seed: int | None = None):
         "BlinkDL-style initialisation (per-layer token-shift and decay schedules, zero output projections)."
-        g = torch.Generator().manual_seed(seed) if seed is not None else None
-        cfg, C, L = self.cfg, self.cfg.n_embd, self.cfg.n_layer
-        ddd = torch.arange(C, dtype=torch.float32) / C
-        uni = lambda t, s: t.copy_(torch.rand(t.shape, generator=g) * 2 * s - s)
-        ortho = lambda t, s: t.copy_(nn.init.orthogonal_(torch.empty(t.shape), gain=s, generator=g))
-        for i, blk in enumerate(self.blocks):
-            r01, r10 = i / max(L - 1, 1), 1.0 - i / L
-            att, ffn = blk.att, blk.ffn
-            for name, p in (("x_r", 0.2), ("x_w", 0.9), ("x_k", 0.7), ("x_v", 0.7), ("x_a", 0.9), ("x_g", 0.2)):
-                getattr(att, name).copy_((1.0 - ddd ** (p * r10)).view(1, 1, C))
-            n = torch.arange(C, dtype=torch.float32)
-            att.w0.copy_((-7 + 5 * (n / max(C - 1, 1)) ** (0.85 + r01 ** 0.5) + 0.5).view(1, 1, C))
-            att.w1.zero_(); ortho(att.w2, 0.1)
-            att.a0.zero_(); att.a1.zero_(); ortho(att.a2, 0.1)
-            if i > 0: att.v0.fill_(1.0); att.v1.zero_(); ortho(att.v2, 0.1)
-            att.g1.zero_(); ortho(att.g2, 0.1)
-            att.k_k.fill_(0.85); att.k_a.fill_(1.0); att.r_k.fill_(-0.04)
-            uni(att.receptance.weight, 0.5 / C ** 0.5); uni(att.key.weight, 0.05 / C ** 0.5)
-            uni(att.value.weight, 0.5 / C ** 0.5); att.output.weight.zero_()
-            att.ln_x.weight.fill_(((1 + i) / L) ** 0.7); att.ln_x.bias.zero_()
-            ffn.x_k.copy_((1.0 - ddd ** (r10 ** 4)).view(1, 1, C))
-            uni(ffn.key.weight, 0.5 / C ** 0.5); ffn.value.weight.zero_()
-        uni(self.emb.weight, 1e-4)
-        scale = 0.5 * (cfg.vocab_size / C) ** 0.5 if cfg.vocab_size > C else 0.5
-        ortho(self.head.weight, scale)
-        return self
+        return init_rwkv7_weights(self, torch.Generator().manual_seed(seed) if seed is not None else None)
 
-    def _check_tokens(self, tokens):
-        if not isinstance(tokens, torch.Tensor): raise TypeError(f"tokens must be a LongTensor [B,T], got {type(tokens).__name__}")
-        if tokens.dtype not in (torch.long, torch.int32, torch.int64):
-            raise TypeError(f"tokens must be integer (torch.long), got {tokens.dtype}")
-        if tokens.dim() != 2 or tokens.shape[1] == 0:
-            raise ValueError(f"tokens must have shape [B,T] with T ≥ 1, got {tuple(tokens.shape)}")
-        lo, hi = int(tokens.min()), int(tokens.max())
-        if lo < 0 or hi >= self.cfg.vocab_size:
-            raise ValueError(f"token id out of vocabulary: ids span [{lo}, {hi}] but vocab_size is {self.cfg.vocab_size}")
+    def _check_tokens(self, tokens): _check_tokens(tokens, self.cfg.vocab_size)
 
     def forward(self, tokens: torch.Tensor, state: RWKVState | None = None, last_only: bool = False,
                 delta: list[dict] | None = None):
@@ -406,14 +423,7 @@ class RWKV7(nn.Module):
         g = torch.Generator(device=dev)
         if seed is not None: g.manual_seed(seed)
         logits, state = self(tokens.to(dev), state, last_only=True)
-        logits = logits[:, -1]
-        out, done = [], torch.zeros(tokens.shape[0], dtype=torch.bool, device=dev)
-        for _ in range(max_new_tokens):
-            nxt = _sample(logits.float(), temperature, top_p, g)
-            if stop_token is not None: nxt = torch.where(done, torch.full_like(nxt, stop_token), nxt); done |= nxt == stop_token
-            out.append(nxt)
-            if stop_token is not None and bool(done.all()): break
-            logits, state = self.step(nxt, state)
+        out, state = _decode(self, logits[:, -1], state, max_new_tokens, temperature, top_p, g, stop_token)
         return torch.stack(out, 1) if out else tokens.new_zeros(tokens.shape[0], 0), state
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -421,11 +431,7 @@ class RWKV7(nn.Module):
     def load(cls, path: str | Path, dtype=torch.float32, device="cpu") -> "RWKV7":
         """A BlinkDL `.pth` as published (bf16/fp16/fp32, `[1,1,C]` vectors) or a dreamstate training
         checkpoint (`{"model": state_dict, ...}`); sizes are read from the tensors."""
-        sd = load_checkpoint(path)
-        if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict): sd = sd["model"]
-        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-            raise CheckpointError(f"{path}: not a state dict of tensors")
-        sd = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in sd.items()}
+        sd = _model_state_dict(load_checkpoint(path), path)
         cfg = config_from_state_dict(sd, source=str(path))
         model = cls(cfg)
         model.load_blinkdl_state_dict(sd, source=str(path))
@@ -433,27 +439,66 @@ class RWKV7(nn.Module):
 
     def load_blinkdl_state_dict(self, sd: dict, source: str = "state dict"):
         "Copy a BlinkDL-layout state dict in, checking keys and shapes (layer 0's unused v0/v1/v2 are ignored)."
-        sd = {k: v for k, v in sd.items() if k not in ("blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2")}
-        own = self.state_dict()
-        missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-        if missing or extra:
-            raise CheckpointError(f"{source}: keys do not match an RWKV-7 with {self.cfg}: "
-                                  f"missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
-                                  f"unexpected {extra[:8]}{'…' if len(extra) > 8 else ''}")
-        with torch.no_grad():
-            for k, p in own.items():
-                t = sd[k]
-                if tuple(t.shape) != tuple(p.shape):
-                    if t.numel() == p.numel() and t.squeeze().shape == p.squeeze().shape: t = t.reshape(p.shape)
-                    else: raise CheckpointError(f"{source}: {k} has shape {tuple(t.shape)}, expected {tuple(p.shape)}")
-                p.copy_(t.to(p.dtype))
-        return self
+        return copy_blinkdl_state_dict(self, sd, source)
 
     def save(self, path: str | Path, dtype=torch.float32):
         "Write a BlinkDL `.pth` (plain state dict, `[1,1,C]` vectors) that the `rwkv` package loads."
         save_checkpoint({k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}, path)
 
     def num_params(self) -> int: return sum(p.numel() for p in self.parameters())
+
+# %% ../nbs/03_rwkv7.ipynb #40d15fb2
+@torch.no_grad()
+def init_rwkv7_weights(model: nn.Module, g: torch.Generator | None = None) -> nn.Module:
+    """BlinkDL-style initialisation of an `RWKV7` in place (per-layer token-shift and decay schedules, zero
+    output projections); random draws from `g`, or the global RNG when None. Returns `model`."""
+    cfg, C, L = model.cfg, model.cfg.n_embd, model.cfg.n_layer
+    ddd = torch.arange(C, dtype=torch.float32) / C
+    uni = lambda t, s: t.copy_(torch.rand(t.shape, generator=g) * 2 * s - s)
+    ortho = lambda t, s: t.copy_(nn.init.orthogonal_(torch.empty(t.shape), gain=s, generator=g))
+    for i, blk in enumerate(model.blocks):
+        r01, r10 = i / max(L - 1, 1), 1.0 - i / L
+        att, ffn = blk.att, blk.ffn
+        for name, p in (("x_r", 0.2), ("x_w", 0.9), ("x_k", 0.7), ("x_v", 0.7), ("x_a", 0.9), ("x_g", 0.2)):
+            getattr(att, name).copy_((1.0 - ddd ** (p * r10)).view(1, 1, C))
+        n = torch.arange(C, dtype=torch.float32)
+        att.w0.copy_((-7 + 5 * (n / max(C - 1, 1)) ** (0.85 + r01 ** 0.5) + 0.5).view(1, 1, C))
+        att.w1.zero_(); ortho(att.w2, 0.1)
+        att.a0.zero_(); att.a1.zero_(); ortho(att.a2, 0.1)
+        if i > 0: att.v0.fill_(1.0); att.v1.zero_(); ortho(att.v2, 0.1)
+        att.g1.zero_(); ortho(att.g2, 0.1)
+        att.k_k.fill_(0.85); att.k_a.fill_(1.0); att.r_k.fill_(-0.04)
+        uni(att.receptance.weight, 0.5 / C ** 0.5); uni(att.key.weight, 0.05 / C ** 0.5)
+        uni(att.value.weight, 0.5 / C ** 0.5); att.output.weight.zero_()
+        att.ln_x.weight.fill_(((1 + i) / L) ** 0.7); att.ln_x.bias.zero_()
+        ffn.x_k.copy_((1.0 - ddd ** (r10 ** 4)).view(1, 1, C))
+        uni(ffn.key.weight, 0.5 / C ** 0.5); ffn.value.weight.zero_()
+    uni(model.emb.weight, 1e-4)
+    scale = 0.5 * (cfg.vocab_size / C) ** 0.5 if cfg.vocab_size > C else 0.5
+    ortho(model.head.weight, scale)
+    return model
+
+
+# %% ../nbs/03_rwkv7.ipynb #c2aa4d50
+def copy_blinkdl_state_dict(model: nn.Module, sd: dict, source: str = "state dict") -> nn.Module:
+    """Copy a BlinkDL-layout state dict `sd` into `model` (an `RWKV7`), checking keys and shapes (layer 0's
+    unused v0/v1/v2 are ignored; `[1,1,C]` and `[C]` vectors both fit); errors name `source`. Returns `model`."""
+    sd = {k: v for k, v in sd.items() if k not in ("blocks.0.att.v0", "blocks.0.att.v1", "blocks.0.att.v2")}
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    if missing or extra:
+        raise CheckpointError(f"{source}: keys do not match an RWKV-7 with {model.cfg}: "
+                              f"missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
+                              f"unexpected {extra[:8]}{'…' if len(extra) > 8 else ''}")
+    with torch.no_grad():
+        for k, p in own.items():
+            t = sd[k]
+            if tuple(t.shape) != tuple(p.shape):
+                if t.numel() == p.numel() and t.squeeze().shape == p.squeeze().shape: t = t.reshape(p.shape)
+                else: raise CheckpointError(f"{source}: {k} has shape {tuple(t.shape)}, expected {tuple(p.shape)}")
+            p.copy_(t.to(p.dtype))
+    return model
+
 
 # %% ../nbs/03_rwkv7.ipynb #c013b
 def _sample(logits, temperature, top_p, g):
@@ -467,6 +512,21 @@ def _sample(logits, temperature, top_p, g):
         choice = torch.multinomial(sp / sp.sum(-1, keepdim=True), 1, generator=g)
         return idx.gather(-1, choice)[:, 0]
     return torch.multinomial(probs, 1, generator=g)[:, 0]
+
+# %% ../nbs/03_rwkv7.ipynb #9aa1852d
+def _decode(model, logits, state, max_new_tokens: int, temperature: float, top_p: float, g, stop_token: int | None):
+    """The sampling loop of `RWKV7.generate`: from next-token logits `[B,V]` and the state after the prompt, up to
+    `max_new_tokens` ids drawn with `_sample` from `g`, each fed back through `model.step`. Returns (list of ids `[B]`,
+    final state); with `stop_token`, a row that drew it is padded with it, and the loop ends when every row has."""
+    out, done = [], torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    for _ in range(max_new_tokens):
+        nxt = _sample(logits.float(), temperature, top_p, g)
+        if stop_token is not None: nxt = torch.where(done, torch.full_like(nxt, stop_token), nxt); done |= nxt == stop_token
+        out.append(nxt)
+        if stop_token is not None and bool(done.all()): break
+        logits, state = model.step(nxt, state)
+    return out, state
+
 
 # %% ../nbs/03_rwkv7.ipynb #c015
 def config_from_state_dict(sd: dict, source: str = "checkpoint") -> RWKV7Config:

@@ -109,30 +109,44 @@ class StateDataset:
     # -- disk -------------------------------------------------------------------------------
     def save(self, path: str | Path):
         "Write `states.safetensors`, `stats.safetensors`, `meta.jsonl`, `info.json` into directory `path`."
-        path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        tmp = path / ".states.safetensors.tmp"
-        save_file({"wkv": self.wkv.contiguous(), "att_shift": self.att_shift.contiguous(), "ffn_shift": self.ffn_shift.contiguous()}, tmp)
-        os.replace(tmp, path / "states.safetensors")
-        if self.stats is not None: save_file({"mean": self.stats.mean.contiguous(), "std": self.stats.std.contiguous()}, path / "stats.safetensors")
-        (path / "meta.jsonl").write_text("".join(json.dumps(m, ensure_ascii=False) + "\n" for m in self.meta))
-        (path / "info.json").write_text(json.dumps({"model_config": self.model_config, "n": len(self),
-                                                    "labels": self.label_names}, indent=1) + "\n")
+        _write_state_dataset(self, path)
 
     @classmethod
     def load(cls, path: str | Path, cfg: RWKV7Config | None = None) -> "StateDataset":
         "Read a directory written by `save`; with `cfg`, check it came from that model."
-        path = Path(path)
-        for f in ("states.safetensors", "meta.jsonl", "info.json"):
-            if not (path / f).is_file(): raise FileNotFoundError(f"{path} is not a state dataset: {f} is missing")
-        t = load_file(path / "states.safetensors")
-        info = json.loads((path / "info.json").read_text())
-        meta = [json.loads(l) for l in (path / "meta.jsonl").read_text().splitlines() if l.strip()]
-        stats = None
-        if (path / "stats.safetensors").is_file():
-            s = load_file(path / "stats.safetensors"); stats = StateStats(s["mean"], s["std"])
-        ds = cls(t["wkv"], t["att_shift"], t["ffn_shift"], meta, info["model_config"], stats)
+        ds = cls(**_read_state_dataset(path))
         if cfg is not None: ds.check_model(cfg)
         return ds
+
+
+# %% ../nbs/06_states.ipynb #4d5a2b27
+def _write_state_dataset(ds: StateDataset, path: str | Path):
+    "`StateDataset.save`: the states (written to a temporary file, then renamed), statistics, metadata and info."
+    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+    tmp = path / ".states.safetensors.tmp"
+    save_file({"wkv": ds.wkv.contiguous(), "att_shift": ds.att_shift.contiguous(), "ffn_shift": ds.ffn_shift.contiguous()}, tmp)
+    os.replace(tmp, path / "states.safetensors")
+    if ds.stats is not None: save_file({"mean": ds.stats.mean.contiguous(), "std": ds.stats.std.contiguous()}, path / "stats.safetensors")
+    (path / "meta.jsonl").write_text("".join(json.dumps(m, ensure_ascii=False) + "\n" for m in ds.meta))
+    (path / "info.json").write_text(json.dumps({"model_config": ds.model_config, "n": len(ds),
+                                                "labels": ds.label_names}, indent=1) + "\n")
+
+
+# %% ../nbs/06_states.ipynb #0547412b
+def _read_state_dataset(path: str | Path) -> dict:
+    "`StateDataset.load`: the fields of a dataset directory as `StateDataset` keyword arguments (a clear error if a file is missing)."
+    path = Path(path)
+    for f in ("states.safetensors", "meta.jsonl", "info.json"):
+        if not (path / f).is_file(): raise FileNotFoundError(f"{path} is not a state dataset: {f} is missing")
+    t = load_file(path / "states.safetensors")
+    info = json.loads((path / "info.json").read_text())
+    meta = [json.loads(l) for l in (path / "meta.jsonl").read_text().splitlines() if l.strip()]
+    stats = None
+    if (path / "stats.safetensors").is_file():
+        s = load_file(path / "stats.safetensors"); stats = StateStats(s["mean"], s["std"])
+    return dict(wkv=t["wkv"], att_shift=t["att_shift"], ffn_shift=t["ffn_shift"], meta=meta,
+                model_config=info["model_config"], stats=stats)
+
 
 # %% ../nbs/06_states.ipynb #c008
 @torch.no_grad()
@@ -215,6 +229,7 @@ def collect_prompt_states(model: RWKV7, docs, tokenizer, split: str, seed: int, 
                            "text": tokenizer.decode(ids + gen[s])} for s in range(n_samples)])
     return StateDataset(torch.cat(wkv), torch.cat(att), torch.cat(ffn), meta, asdict(model.cfg))
 
+# %% ../nbs/06_states.ipynb #c4c38280
 def concat_states(parts: list[StateDataset]) -> StateDataset:
     "One dataset from several collected from the same model (statistics are not carried over)."
     for q in parts[1:]: q.check_model(parts[0].cfg)
