@@ -96,6 +96,20 @@ class NoiseSchedule:
         if not 1 <= steps: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
         return sorted({int(round(x)) for x in torch.linspace(t_start, 0, steps).tolist()}, reverse=True)
 
+# %% ../nbs/07_diffusion.ipynb #c006t2
+def _denoising_loss(sched: NoiseSchedule, model, x0, y, *, prediction: str, null_label, p_uncond: float, generator=None) -> torch.Tensor:
+    """MSE of `model`'s `prediction` (ε or v) at uniform random integer t; the condition `y` `[B,...]`
+    is replaced by `null_label` w.p. `p_uncond`. Draws t, then the noise, then the drops, from `generator`."""
+    B = x0.shape[0]
+    t = torch.randint(0, sched.T, (B,), device=x0.device, generator=generator)
+    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    drop = torch.rand(B, device=x0.device, generator=generator) < p_uncond
+    y = torch.where(drop.view(-1, *[1] * (y.dim() - 1)), torch.full_like(y, null_label), y)
+    xt = sched.q_sample(x0, t, noise)
+    a, s = sched._a(t, x0)
+    target = noise if prediction == "eps" else a * noise - s * x0
+    return F.mse_loss(model(xt, t, y), target)
+
 # %% ../nbs/07_diffusion.ipynb #c006q
 def _guided(model, xt, t, y, *, guidance, null_label):
     "The network's output at (fractional) step `t` for every row of `xt`, with classifier-free guidance scale `guidance`."
@@ -182,15 +196,7 @@ class Diffusion(NoiseSchedule):
     def loss(self, model, x0, y, *, null_label, p_uncond: float = 0.1, generator=None) -> torch.Tensor:
         """MSE of the prediction (ε or v) at uniform random t. The condition `y` (labels `[B]`, or any
         `[B,...]` tensor such as a context embedding) is replaced by `null_label` w.p. `p_uncond`."""
-        B = x0.shape[0]
-        t = torch.randint(0, self.T, (B,), device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        drop = torch.rand(B, device=x0.device, generator=generator) < p_uncond
-        y = torch.where(drop.view(-1, *[1] * (y.dim() - 1)), torch.full_like(y, null_label), y)
-        xt = self.q_sample(x0, t, noise)
-        a, s = self._a(t, x0)
-        target = noise if self.prediction == "eps" else a * noise - s * x0
-        return F.mse_loss(model(xt, t, y), target)
+        return _denoising_loss(self, model, x0, y, prediction=self.prediction, null_label=null_label, p_uncond=p_uncond, generator=generator)
 
     def predict(self, model, xt, t, y, *, guidance: float = 1.0, null_label: int | None = None,
                 clip: float | None = None) -> Prediction:
