@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['make_schedule', 'Prediction', 'NoiseSchedule', 'Diffusion', 'GaussianMixtureDenoiser']
+__all__ = ['make_schedule', 'Prediction', 'NoiseSchedule', 'solve_probability_flow', 'Diffusion', 'GaussianMixtureDenoiser']
 
 # %% ../nbs/07_diffusion.ipynb #c005
 def make_schedule(kind: str = "cosine_lsnr", T: int = 1000, lam_range: tuple[float, float] = (-10.0, 10.0)) -> torch.Tensor:
@@ -96,6 +96,95 @@ class NoiseSchedule:
         if not 1 <= steps: raise ValueError(f"need ≥ 1 sampling steps, got {steps}")
         return sorted({int(round(x)) for x in torch.linspace(t_start, 0, steps).tolist()}, reverse=True)
 
+# %% ../nbs/07_diffusion.ipynb #c006t2
+def _denoising_loss(sched: NoiseSchedule, model, x0, y, *, prediction: str, null_label, p_uncond: float, generator=None) -> torch.Tensor:
+    """MSE of `model`'s `prediction` (ε or v) at uniform random integer t; the condition `y` `[B,...]`
+    is replaced by `null_label` w.p. `p_uncond`. Draws t, then the noise, then the drops, from `generator`."""
+    B = x0.shape[0]
+    t = torch.randint(0, sched.T, (B,), device=x0.device, generator=generator)
+    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    drop = torch.rand(B, device=x0.device, generator=generator) < p_uncond
+    y = torch.where(drop.view(-1, *[1] * (y.dim() - 1)), torch.full_like(y, null_label), y)
+    xt = sched.q_sample(x0, t, noise)
+    a, s = sched._a(t, x0)
+    target = noise if prediction == "eps" else a * noise - s * x0
+    return F.mse_loss(model(xt, t, y), target)
+
+# %% ../nbs/07_diffusion.ipynb #c006q
+def _guided(model, xt, t, y, *, guidance, null_label):
+    "The network's output at (fractional) step `t` for every row of `xt`, with classifier-free guidance scale `guidance`."
+    tt = torch.full((xt.shape[0],), float(t), device=xt.device, dtype=torch.float32)
+    if guidance == 1.0: return model(xt, tt, y)
+    if null_label is None: raise ValueError("guidance ≠ 1 needs the null label")
+    c, u = model(torch.cat([xt, xt]), torch.cat([tt, tt]), torch.cat([y, torch.full_like(y, null_label)])).chunk(2)
+    return u + guidance * (c - u)
+
+# %% ../nbs/07_diffusion.ipynb #c006r2
+def _to_prediction(out, xt, a, s, *, prediction: str, clip: float | None) -> Prediction:
+    "The network's ε or v output at signal level a and noise level s → `Prediction(x0, eps)`; `clip` bounds x̂0 and recomputes ε̂."
+    if prediction == "eps": eps = out; x0 = (xt - s * eps) / a
+    else: x0 = a * xt - s * out; eps = s * xt + a * out
+    if clip is not None:
+        x0 = x0.clamp(-clip, clip); eps = (xt - a * x0) / s
+    return Prediction(x0, eps)
+
+# %% ../nbs/07_diffusion.ipynb #c006u
+def solve_probability_flow(x0_at, x: torch.Tensor, lam: torch.Tensor, *, solver: str = "dpmpp2m") -> torch.Tensor:
+    """The probability-flow ODE from `x` along increasing log-SNRs `lam` `[S]` (float64): `x0_at(x, i)` is x̂0 at the
+    i-th time. `solver`: `dpmpp2m` (DPM-Solver++(2M), Lu et al. 2022) or `ddim` (its first-order form). Returns the
+    last x̂0 (S evaluations)."""
+    a, s = NoiseSchedule.alpha_sigma(lam)
+    x0_prev = h_prev = None
+    for i in range(len(lam)):
+        x0 = x0_at(x, i)
+        if i == len(lam) - 1: return x0
+        h = float(lam[i + 1] - lam[i])
+        d = x0
+        if solver == "dpmpp2m" and x0_prev is not None:   # second order from the previous x̂0
+            r = h_prev / h
+            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+        x = float(s[i + 1] / s[i]) * x - float(a[i + 1] * math.expm1(-h)) * d
+        x0_prev, h_prev = x0, h
+
+# %% ../nbs/07_diffusion.ipynb #c006w
+def _ddim_loop(predict, x, abar, ts, *, eta, generator):
+    "DDIM's update through integer steps `ts` (decreasing); `predict(x, t)` is (x̂0, ε̂); `eta > 0` adds noise from `generator`."
+    for i, t in enumerate(ts):
+        x0, eps = predict(x, t)
+        a_next = abar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64, device=x.device)
+        sigma = eta * ((1 - a_next) / (1 - abar[t]) * (1 - abar[t] / a_next)).clamp(min=0).sqrt()
+        dir_ = (1 - a_next - sigma ** 2).clamp(min=0).sqrt()
+        x = a_next.sqrt().to(x.dtype) * x0 + dir_.to(x.dtype) * eps
+        if eta > 0 and i + 1 < len(ts):
+            x = x + sigma.to(x.dtype) * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+    return x
+
+def _ddim_invert_loop(eps_at, x0, abar, ts):
+    "DDIM's update run backwards through integer steps `ts` (increasing); `eps_at(x, t)` is ε̂."
+    x, a_prev = x0, torch.tensor(1.0, dtype=torch.float64, device=x0.device)
+    for t in ts:
+        # ε̂ is evaluated at the current (lower-noise) point, the standard approximation
+        eps = eps_at(x, t)
+        x0_hat = (x - (1 - a_prev).sqrt().to(x.dtype) * eps) / a_prev.sqrt().to(x.dtype)
+        x = abar[t].sqrt().to(x.dtype) * x0_hat + (1 - abar[t]).sqrt().to(x.dtype) * eps
+        a_prev = abar[t]
+    return x
+
+# %% ../nbs/07_diffusion.ipynb #c006y
+def _ddpm_loop(predict, x, abar, *, generator):
+    "Ancestral DDPM through every step of `abar` `[T]`, from T−1 down to 0; `predict(x, t)` is (x̂0, ε̂); noise from `generator`."
+    for t in range(len(abar) - 1, -1, -1):
+        x0, eps = predict(x, t)
+        a_prev = abar[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64, device=x.device)
+        beta = 1 - abar[t] / a_prev
+        mean = (a_prev.sqrt() * beta / (1 - abar[t])).to(x.dtype) * x0 + \
+               ((1 - beta).sqrt() * (1 - a_prev) / (1 - abar[t])).to(x.dtype) * x
+        if t > 0:
+            var = beta * (1 - a_prev) / (1 - abar[t])
+            mean = mean + var.sqrt().to(x.dtype) * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+        x = mean
+    return x
+
 # %% ../nbs/07_diffusion.ipynb #c007
 class Diffusion(NoiseSchedule):
     "A Gaussian diffusion over tensors `[B, ...]` on a `NoiseSchedule`; `model(x_t, t, y)` predicts ε or v (t may be fractional)."
@@ -107,35 +196,15 @@ class Diffusion(NoiseSchedule):
     def loss(self, model, x0, y, *, null_label, p_uncond: float = 0.1, generator=None) -> torch.Tensor:
         """MSE of the prediction (ε or v) at uniform random t. The condition `y` (labels `[B]`, or any
         `[B,...]` tensor such as a context embedding) is replaced by `null_label` w.p. `p_uncond`."""
-        B = x0.shape[0]
-        t = torch.randint(0, self.T, (B,), device=x0.device, generator=generator)
-        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-        drop = torch.rand(B, device=x0.device, generator=generator) < p_uncond
-        y = torch.where(drop.view(-1, *[1] * (y.dim() - 1)), torch.full_like(y, null_label), y)
-        xt = self.q_sample(x0, t, noise)
-        a, s = self._a(t, x0)
-        target = noise if self.prediction == "eps" else a * noise - s * x0
-        return F.mse_loss(model(xt, t, y), target)
-
-    def _net(self, model, xt, t, y, *, guidance, null_label):
-        "The network's output at (fractional) step `t`, with classifier-free guidance."
-        tt = torch.full((xt.shape[0],), float(t), device=xt.device, dtype=torch.float32)
-        if guidance == 1.0: return model(xt, tt, y)
-        if null_label is None: raise ValueError("guidance ≠ 1 needs the null label")
-        c, u = model(torch.cat([xt, xt]), torch.cat([tt, tt]), torch.cat([y, torch.full_like(y, null_label)])).chunk(2)
-        return u + guidance * (c - u)
+        return _denoising_loss(self, model, x0, y, prediction=self.prediction, null_label=null_label, p_uncond=p_uncond, generator=generator)
 
     def predict(self, model, xt, t, y, *, guidance: float = 1.0, null_label: int | None = None,
                 clip: float | None = None) -> Prediction:
         """`Prediction(x0, eps)`: x̂0 and ε̂ at step `t` (integer or fractional) with classifier-free guidance scale `guidance`
         (1 = conditional only). `clip` bounds x̂0 to [-clip, clip] (and recomputes ε̂)."""
         a, s = (v.to(xt.dtype).to(xt.device) for v in self.alpha_sigma(self.lambda_at(float(t))))
-        out = self._net(model, xt, t, y, guidance=guidance, null_label=null_label)
-        if self.prediction == "eps": eps = out; x0 = (xt - s * eps) / a
-        else: x0 = a * xt - s * out; eps = s * xt + a * out
-        if clip is not None:
-            x0 = x0.clamp(-clip, clip); eps = (xt - a * x0) / s
-        return Prediction(x0, eps)
+        out = _guided(model, xt, t, y, guidance=guidance, null_label=null_label)
+        return _to_prediction(out, xt, a, s, prediction=self.prediction, clip=clip)
 
     @torch.no_grad()
     def sample(self, model, x, y, *, steps: int = 50, guidance: float = 1.0, null_label=None, t_start: float | None = None,
@@ -146,19 +215,8 @@ class Diffusion(NoiseSchedule):
         the older DDIM practice). The last evaluation is at t = 0; its x̂0 is returned."""
         if solver not in ("dpmpp2m", "ddim"): raise ValueError(f"solver must be 'dpmpp2m' or 'ddim', got {solver!r}")
         ts = self.sample_times(steps, t_start, spacing)
-        lam = self.lambda_at(ts)
-        a, s = self.alpha_sigma(lam)
-        x0_prev = h_prev = None
-        for i in range(len(ts)):
-            x0 = self.predict(model, x, float(ts[i]), y, guidance=guidance, null_label=null_label, clip=clip).x0
-            if i == len(ts) - 1: return x0
-            h = float(lam[i + 1] - lam[i])
-            d = x0
-            if solver == "dpmpp2m" and x0_prev is not None:   # second order from the previous x̂0
-                r = h_prev / h
-                d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-            x = float(s[i + 1] / s[i]) * x - float(a[i + 1] * math.expm1(-h)) * d
-            x0_prev, h_prev = x0, h
+        x0_at = lambda x, i: self.predict(model, x, float(ts[i]), y, guidance=guidance, null_label=null_label, clip=clip).x0
+        return solve_probability_flow(x0_at, x, self.lambda_at(ts), solver=solver)
 
     @torch.no_grad()
     def ddim(self, model, x, y, *, steps: int = 50, guidance: float = 1.0, null_label=None, t_start: int | None = None,
@@ -166,47 +224,22 @@ class Diffusion(NoiseSchedule):
         """DDIM from `x` at step `t_start` (default: pure noise at T-1) to x̂0; `eta=1` gives ancestral
         (DDPM-like) sampling on the same sub-sequence of steps."""
         ts = self.timesteps(steps, t_start)
-        abar = self.abar.to(x.device)
-        for i, t in enumerate(ts):
-            x0, eps = self.predict(model, x, t, y, guidance=guidance, null_label=null_label, clip=clip)
-            a_next = abar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, dtype=torch.float64, device=x.device)
-            sigma = eta * ((1 - a_next) / (1 - abar[t]) * (1 - abar[t] / a_next)).clamp(min=0).sqrt()
-            dir_ = (1 - a_next - sigma ** 2).clamp(min=0).sqrt()
-            x = a_next.sqrt().to(x.dtype) * x0 + dir_.to(x.dtype) * eps
-            if eta > 0 and i + 1 < len(ts):
-                x = x + sigma.to(x.dtype) * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-        return x
+        predict = lambda x, t: self.predict(model, x, t, y, guidance=guidance, null_label=null_label, clip=clip)
+        return _ddim_loop(predict, x, self.abar.to(x.device), ts, eta=eta, generator=generator)
 
     @torch.no_grad()
     def ddpm(self, model, x, y, *, guidance: float = 1.0, null_label=None, generator=None, clip: float | None = None):
         "Ancestral DDPM sampling through all T steps."
-        abar = self.abar.to(x.device)
-        for t in range(self.T - 1, -1, -1):
-            x0, eps = self.predict(model, x, t, y, guidance=guidance, null_label=null_label, clip=clip)
-            a_prev = abar[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64, device=x.device)
-            beta = 1 - abar[t] / a_prev
-            mean = (a_prev.sqrt() * beta / (1 - abar[t])).to(x.dtype) * x0 + \
-                   ((1 - beta).sqrt() * (1 - a_prev) / (1 - abar[t])).to(x.dtype) * x
-            if t > 0:
-                var = beta * (1 - a_prev) / (1 - abar[t])
-                mean = mean + var.sqrt().to(x.dtype) * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-            x = mean
-        return x
+        predict = lambda x, t: self.predict(model, x, t, y, guidance=guidance, null_label=null_label, clip=clip)
+        return _ddpm_loop(predict, x, self.abar.to(x.device), generator=generator)
 
     @torch.no_grad()
     def ddim_invert(self, model, x0, y, *, steps: int = 50, guidance: float = 1.0, null_label=None,
                     t_end: int | None = None):
         "Deterministic DDIM inversion: x̂0 → x_t at `t_end` (default T-1), running DDIM's update backwards."
         ts = self.timesteps(steps, t_end)[::-1]
-        abar = self.abar.to(x0.device)
-        x, a_prev = x0, torch.tensor(1.0, dtype=torch.float64, device=x0.device)
-        for t in ts:
-            # ε̂ is evaluated at the current (lower-noise) point, the standard approximation
-            eps = self.predict(model, x, t, y, guidance=guidance, null_label=null_label).eps
-            x0_hat = (x - (1 - a_prev).sqrt().to(x.dtype) * eps) / a_prev.sqrt().to(x.dtype)
-            x = abar[t].sqrt().to(x.dtype) * x0_hat + (1 - abar[t]).sqrt().to(x.dtype) * eps
-            a_prev = abar[t]
-        return x
+        eps_at = lambda x, t: self.predict(model, x, t, y, guidance=guidance, null_label=null_label).eps
+        return _ddim_invert_loop(eps_at, x0, self.abar.to(x0.device), ts)
 
     def sdedit(self, model, x0, y, *, strength: float, steps: int = 50, guidance: float = 1.0, null_label=None, generator=None,
                clip: float | None = None):

@@ -138,11 +138,58 @@ class DiT(nn.Module):
         for blk in self.blocks: h = blk(h, c)
         return self.unpatchify(self.final_layer(h, c))                           # (B, g², p·p·C) → (B, C, S, S)
 
-# %% ../nbs/08_state_dit.ipynb #c007
+# %% ../nbs/08_state_dit.ipynb #c006-a1
 def _check_layers(layers, n_layer: int):
+    "`layers` of a state model: 'all' or one layer index in 0..n_layer−1 (a bool is not an index)."
     if layers != "all" and (isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers < n_layer):
         raise ValueError(f"layers must be 'all' or a layer index in 0..{n_layer - 1}, got {layers!r}")
 
+# %% ../nbs/08_state_dit.ipynb #c006-a9
+def _state_model_buffers(rwkv_cfg: RWKV7Config, K: int, layers, mean, std, att_shift_mean, ffn_shift_mean, clip: float,
+                         base: dict | None) -> dict[str, torch.Tensor]:
+    """A state model's buffers, in registration order, as float32 copies (defaults where None): `mean`, `std` `[D]`, the
+    K personas' `att_shift_mean`, `ffn_shift_mean` `[K,L,C]`, `clip`, and for one layer its base `base_wkv`, `base_att_shift`, `base_ffn_shift`."""
+    L, H, N, C = rwkv_cfg.n_layer, rwkv_cfg.n_head, rwkv_cfg.head_size, rwkv_cfg.n_embd
+    D = (L if layers == "all" else 1) * H * N * N
+    bufs = {"mean": torch.zeros(D) if mean is None else mean.float().clone(),
+            "std": torch.ones(D) if std is None else std.float().clone(),
+            "att_shift_mean": torch.zeros(K, L, C) if att_shift_mean is None else att_shift_mean.float().clone(),
+            "ffn_shift_mean": torch.zeros(K, L, C) if ffn_shift_mean is None else ffn_shift_mean.float().clone(),
+            "clip": torch.tensor(float(clip))}   # |x̂0| bound for the samplers, in the diffusion's units
+    if layers != "all":   # only one-layer models carry a base (an all-layer model's state_dict is unchanged)
+        base = base or {}
+        for k, shape in (("wkv", (L, H, N, N)), ("att_shift", (L, C)), ("ffn_shift", (L, C))):
+            v = base.get(k)
+            bufs[f"base_{k}"] = torch.zeros(shape) if v is None else v.float().clone()
+    return bufs
+
+# %% ../nbs/08_state_dit.ipynb #c006-a3
+def _label_index(label, names: list[str]) -> int:
+    "The id of persona `label` (a name in `names`, or an id already, checked against their number)."
+    if isinstance(label, int):
+        if not 0 <= label < len(names): raise ValueError(f"label id {label} out of range 0..{len(names) - 1}")
+        return label
+    if label not in names: raise ValueError(f"unknown label {label!r}; this model knows {names}")
+    return names.index(label)
+
+# %% ../nbs/08_state_dit.ipynb #c006-a5
+@torch.no_grad()
+def _ema_step(ema: nn.Module, net: nn.Module, ema_decay: float, step: int | None):
+    "`ema` ← d·`ema` + (1−d)·`net`, parameter by parameter, d = `ema_decay`, or min(ema_decay, (1+step)/(10+step)) in warm-up."
+    d = ema_decay if step is None else min(ema_decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), net.parameters()): e.lerp_(p, 1 - d)
+
+# %% ../nbs/08_state_dit.ipynb #c006-a7
+def _state_of_layers(wkv_part: torch.Tensor, att_shift: torch.Tensor, ffn_shift: torch.Tensor) -> RWKVState:
+    "An all-layer `RWKVState` from generated WKV `[n,L,H,N,N]` and shift vectors `[n,L,C]` (batch-first → layer-first)."
+    return RWKVState(wkv_part.transpose(0, 1).contiguous().float(), att_shift.transpose(0, 1).contiguous(), ffn_shift.transpose(0, 1).contiguous())
+
+def _state_with_layer(base: RWKVState, layer: int, wkv_part: torch.Tensor) -> RWKVState:
+    "A copy of `base` (batch n) with layer `layer`'s WKV replaced by the generated `wkv_part` `[n,1,H,N,N]`."
+    wkv = base.wkv.clone(); wkv[layer] = wkv_part[:, 0]
+    return RWKVState(wkv.contiguous().float(), base.att_shift.clone(), base.ffn_shift.clone())
+
+# %% ../nbs/08_state_dit.ipynb #c007
 class StateDiffusionModel(nn.Module):
     """What both state models share: a denoiser `net` and its EMA, the normalisation of the WKV
     coordinates they model, the persona names (the null label is `len(label_names)`) and the
@@ -153,22 +200,12 @@ class StateDiffusionModel(nn.Module):
     def __init__(self, net: nn.Module, rwkv_cfg: RWKV7Config, label_names: list[str], layers="all", mean=None, std=None,
                  att_shift_mean=None, ffn_shift_mean=None, ema_decay: float = 0.999, clip: float = 10.0, base: dict | None = None):
         super().__init__()
-        L, H, N, C = rwkv_cfg.n_layer, rwkv_cfg.n_head, rwkv_cfg.head_size, rwkv_cfg.n_embd
-        _check_layers(layers, L)
+        _check_layers(layers, rwkv_cfg.n_layer)
         self.rwkv_cfg, self.label_names, self.layers, self.ema_decay = rwkv_cfg, list(label_names), layers, ema_decay
-        D, K = (L if layers == "all" else 1) * H * N * N, len(label_names)
         self.net = net
         self.ema = copy.deepcopy(net).requires_grad_(False)
-        self.register_buffer("mean", torch.zeros(D) if mean is None else mean.float().clone())
-        self.register_buffer("std", torch.ones(D) if std is None else std.float().clone())
-        self.register_buffer("att_shift_mean", torch.zeros(K, L, C) if att_shift_mean is None else att_shift_mean.float().clone())
-        self.register_buffer("ffn_shift_mean", torch.zeros(K, L, C) if ffn_shift_mean is None else ffn_shift_mean.float().clone())
-        self.register_buffer("clip", torch.tensor(float(clip)))   # |x̂0| bound for the samplers, in the diffusion's units
-        if layers != "all":   # only one-layer models carry a base (an all-layer model's state_dict is unchanged)
-            base = base or {}
-            for k, shape in (("wkv", (L, H, N, N)), ("att_shift", (L, C)), ("ffn_shift", (L, C))):
-                v = base.get(k)
-                self.register_buffer(f"base_{k}", torch.zeros(shape) if v is None else v.float().clone())
+        for k, v in _state_model_buffers(rwkv_cfg, len(label_names), layers, mean, std, att_shift_mean, ffn_shift_mean, clip, base).items():
+            self.register_buffer(k, v)
 
     @property
     def null_label(self) -> int: return len(self.label_names)
@@ -184,15 +221,9 @@ class StateDiffusionModel(nn.Module):
     def update_ema(self, model=None, step: int | None = None):
         """EMA step with warm-up: decay min(ema_decay, (1 + step)/(10 + step)), so that after a short
         run the EMA averages the recent weights instead of still holding its zero-output initialisation."""
-        d = self.ema_decay if step is None else min(self.ema_decay, (1 + step) / (10 + step))
-        for e, p in zip(self.ema.parameters(), self.net.parameters()): e.lerp_(p, 1 - d)
+        _ema_step(self.ema, self.net, self.ema_decay, step)
 
-    def label_id(self, label) -> int:
-        if isinstance(label, int):
-            if not 0 <= label < len(self.label_names): raise ValueError(f"label id {label} out of range 0..{len(self.label_names) - 1}")
-            return label
-        if label not in self.label_names: raise ValueError(f"unknown label {label!r}; this model knows {self.label_names}")
-        return self.label_names.index(label)
+    def label_id(self, label) -> int: return _label_index(label, self.label_names)
 
     def wkv_of(self, wkv: torch.Tensor) -> torch.Tensor:
         "The modelled part of `[n,L,H,N,N]` WKV states, flattened `[n, D]` (on the device of `wkv`)."
@@ -218,13 +249,10 @@ class StateDiffusionModel(nn.Module):
         layer inserted into `base` (its other layers and its shift vectors), by default `base_state(n)`."""
         dev = self.mean.device
         wkv_part, labels = wkv_part.to(dev), labels.to(dev)
-        if self.layers == "all":
-            return RWKVState(wkv_part.transpose(0, 1).contiguous().float(), self.att_shift_mean[labels].transpose(0, 1).contiguous(),
-                             self.ffn_shift_mean[labels].transpose(0, 1).contiguous())
+        if self.layers == "all": return _state_of_layers(wkv_part, self.att_shift_mean[labels], self.ffn_shift_mean[labels])
         n = wkv_part.shape[0]
         base = self.base_state(n) if base is None else base.check(self.rwkv_cfg, n).expand(n).to(dev)
-        wkv = base.wkv.clone(); wkv[self.layers] = wkv_part[:, 0]
-        return RWKVState(wkv.contiguous().float(), base.att_shift.clone(), base.ffn_shift.clone())
+        return _state_with_layer(base, self.layers, wkv_part)
 
     def save(self, path):
         "Atomic write (`save_checkpoint`) of the class name, both configs, the label names and all weights and buffers."

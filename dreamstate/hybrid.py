@@ -169,6 +169,48 @@ class HybridOutput:
     loss: torch.Tensor | None = None
     terms: dict[str, torch.Tensor] | None = None
 
+# %% ../nbs/10_hybrid.ipynb #c007-h1
+def _init_low_rank(L: int, C: int, r: int, d: int, n_coef: int, head_init: float):
+    """The head `nn.Linear(d, L·3·n_coef)` and U, V `[L,3,C,r]` of ΔW = U S(c) Vᵀ, drawn in this order from the global RNG."""
+    head = nn.Linear(d, L * 3 * n_coef)
+    # s(c) of size ε, scaled so that ‖ΔW‖ at initialisation does not depend on the form: E‖S‖²_F = ε² r for both
+    nn.init.normal_(head.weight, std=head_init * (d * n_coef / r) ** -0.5); nn.init.zeros_(head.bias)
+    U = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
+    V = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
+    return head, U, V
+
+# %% ../nbs/10_hybrid.ipynb #c007-h3
+def _check_context(ctx: torch.Tensor, mask: torch.Tensor | None, hcfg: HybridConfig):
+    "Context `[B,Tc]` and mask checked against `hcfg`: cut to the first token under `first_token_only`; no mask: all real."
+    if ctx.dim() != 2 or ctx.dtype != torch.long: raise ValueError(f"context must be a LongTensor [B,Tc], got {ctx.dtype} {tuple(ctx.shape)}")
+    if hcfg.first_token_only: ctx, mask = ctx[:, :1], (None if mask is None else mask[:, :1])
+    if ctx.shape[1] > hcfg.max_ctx: raise ValueError(f"context of {ctx.shape[1]} tokens exceeds max_ctx={hcfg.max_ctx}")
+    if mask is None: mask = torch.ones_like(ctx, dtype=torch.bool)
+    if mask.shape != ctx.shape: raise ValueError(f"mask {tuple(mask.shape)} does not match context {tuple(ctx.shape)}")
+    return ctx, mask
+
+# %% ../nbs/10_hybrid.ipynb #c007-h5
+def _low_rank_weights(U, V, alpha, s, coef: str) -> torch.Tensor:
+    "α U S Vᵀ for U, V `[L,3,C,r]`, α `[L,3]` and coefficients s `[B,L,3,r,r]` (`matrix`) or `[B,L,3,r]` (`diag`): `[B,L,3,C,C]`."
+    S = torch.diag_embed(s) if coef == "diag" else s
+    return torch.einsum("lmcr,blmrq,lmdq->blmcd", U, S, V) * alpha[None, :, :, None, None]
+
+def _low_rank_norm2(U, V, alpha, s, coef: str) -> torch.Tensor:
+    "Σ_{ℓ,m} ‖α U S Vᵀ‖²_F per example `[B]` without forming it: α² tr(Sᵀ (UᵀU) S (VᵀV)) (diagonal: α² sᵀ((UᵀU)⊙(VᵀV)) s)."
+    GU, GV = U.transpose(-1, -2) @ U, V.transpose(-1, -2) @ V     # [L,3,r,r]
+    if coef == "diag": q = torch.einsum("blmr,lmrq,blmq->blm", s, GU * GV, s)
+    else: q = ((GU @ s) * (s @ GV)).sum((-1, -2))
+    return (alpha ** 2 * q).sum((1, 2))
+
+# %% ../nbs/10_hybrid.ipynb #c007-h7
+@torch.no_grad()
+def _update_running_rms(rms: torch.Tensor, updates: torch.Tensor, s: torch.Tensor, decay: float):
+    "In place: ρ ← d·ρ + (1−d)·rms(s), d = min(decay, (1+n)/(10+n)) after n = `updates` updates (the first sets ρ); n += 1."
+    n = int(updates)
+    d = 0.0 if n == 0 else min(decay, (1 + n) / (10 + n))
+    rms.mul_(d).add_((1 - d) * s.detach().float().pow(2).mean().sqrt().clamp_min(1e-12))
+    updates.add_(1)
+
 # %% ../nbs/10_hybrid.ipynb #c007-1
 class HybridRWKV7(nn.Module):
     """RWKV-7 core + context encoder + ΔW head + parameter denoiser; `forward(ctx, ctx_mask, tokens)`. The core's
@@ -184,11 +226,7 @@ class HybridRWKV7(nn.Module):
         for _ in range(3 * L): nn.init.kaiming_uniform_(torch.empty(C, C), a=math.sqrt(5))
         self.encoder = ContextEncoder(cfg.vocab_size, d, hcfg.ctx_depth, hcfg.ctx_heads)
         self.n_coef = math.prod(hcfg.coef_shape)                    # generated numbers per matrix: r² or r
-        self.head = nn.Linear(d, L * 3 * self.n_coef)
-        # s(c) of size ε, scaled so that ‖ΔW‖ at initialisation does not depend on the form: E‖S‖²_F = ε² r for both
-        nn.init.normal_(self.head.weight, std=hcfg.head_init * (d * self.n_coef / r) ** -0.5); nn.init.zeros_(self.head.bias)
-        self.U = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
-        self.V = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
+        self.head, self.U, self.V = _init_low_rank(L, C, r, d, self.n_coef, hcfg.head_init)
         a0 = 0.0 if hcfg.freeze_alpha else hcfg.alpha0
         self.alpha = nn.Parameter(torch.full((L, 3), a0), requires_grad=not hcfg.freeze_alpha)
         self.denoiser = ParamDenoiser(L * 3 * self.n_coef, d, hcfg.denoiser_hidden, hcfg.denoiser_depth)
@@ -204,12 +242,7 @@ class HybridRWKV7(nn.Module):
 
     def encode(self, ctx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         "Context tokens `[B,Tc]` (mask `[B,Tc]`, True = real) → z `[B,d]`, read in parallel."
-        if ctx.dim() != 2 or ctx.dtype != torch.long: raise ValueError(f"context must be a LongTensor [B,Tc], got {ctx.dtype} {tuple(ctx.shape)}")
-        if self.hcfg.first_token_only: ctx, mask = ctx[:, :1], (None if mask is None else mask[:, :1])
-        if ctx.shape[1] > self.hcfg.max_ctx: raise ValueError(f"context of {ctx.shape[1]} tokens exceeds max_ctx={self.hcfg.max_ctx}")
-        if mask is None: mask = torch.ones_like(ctx, dtype=torch.bool)
-        if mask.shape != ctx.shape: raise ValueError(f"mask {tuple(mask.shape)} does not match context {tuple(ctx.shape)}")
-        return self.encoder(ctx, mask)
+        return self.encoder(*_check_context(ctx, mask, self.hcfg))
 
     def coefficients(self, z: torch.Tensor) -> torch.Tensor:
         "The head's generated parameters s(c): `[B, L, 3, r, r]` (coef = matrix) or `[B, L, 3, r]` (diag)."
@@ -217,15 +250,11 @@ class HybridRWKV7(nn.Module):
 
     def delta_norm2(self, s: torch.Tensor) -> torch.Tensor:
         "Σ_{ℓ,m} ‖α ΔW‖²_F per example, exactly: α² tr(Sᵀ (UᵀU) S (VᵀV)) (for a diagonal, α² sᵀ((UᵀU)⊙(VᵀV)) s)."
-        GU, GV = self.U.transpose(-1, -2) @ self.U, self.V.transpose(-1, -2) @ self.V     # [L,3,r,r]
-        if self.hcfg.coef == "diag": q = torch.einsum("blmr,lmrq,blmq->blm", s, GU * GV, s)
-        else: q = ((GU @ s) * (s @ GV)).sum((-1, -2))
-        return (self.alpha ** 2 * q).sum((1, 2))
+        return _low_rank_norm2(self.U, self.V, self.alpha, s, self.hcfg.coef)
 
     def delta_weights(self, s: torch.Tensor) -> torch.Tensor:
         "The updates α ΔW(c) themselves, `[B, L, 3, C, C]` (for checks and diagnostics; the forward pass never forms them)."
-        S = torch.diag_embed(s) if self.hcfg.coef == "diag" else s
-        return torch.einsum("lmcr,blmrq,lmdq->blmcd", self.U, S, self.V) * self.alpha[None, :, :, None, None]
+        return _low_rank_weights(self.U, self.V, self.alpha, s, self.hcfg.coef)
 
     @property
     def ddp_find_unused_parameters(self) -> bool:
@@ -266,10 +295,7 @@ class HybridRWKV7(nn.Module):
     @torch.no_grad()
     def update_coef_rms(self, s: torch.Tensor, decay: float = 0.99):
         "ρ ← d·ρ + (1−d)·rms(s), d = min(decay, (1+n)/(10+n)) after n updates (the first update sets ρ)."
-        n = int(self.coef_updates)
-        d = 0.0 if n == 0 else min(decay, (1 + n) / (10 + n))
-        self.coef_rms.mul_(d).add_((1 - d) * s.detach().float().pow(2).mean().sqrt().clamp_min(1e-12))
-        self.coef_updates.add_(1)
+        _update_running_rms(self.coef_rms, self.coef_updates, s, decay)
 
     @torch.no_grad()
     def sample_coefficients(self, z: torch.Tensor, diffusion: Diffusion, steps: int = 25, seed: int = 0) -> torch.Tensor:
