@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import CheckpointError
+
 # %% auto #0
 __all__ = ['STYLE', 'PALETTE', 'PERSONA_ORDER', 'ProfileError', 'project_root', 'Profile', 'read_settings', 'load_profile',
-           'seed_everything', 'torch_generator', 'get_device', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
-           'inspect_checkpoint', 'checkpoint_sha256', 'check_profile', 'persona_palette', 'plot_style', 'git_commit',
-           'save_figure', 'save_table', 'notebooks', 'match_notebook', 'notebooks_to_clean', 'write_back', 'reproduce',
-           'reproduce_cli']
+           'seed_everything', 'torch_generator', 'get_device', 'inspect_checkpoint', 'checkpoint_sha256',
+           'check_profile', 'persona_palette', 'plot_style', 'git_commit', 'save_figure', 'save_table', 'notebooks',
+           'match_notebook', 'notebooks_to_clean', 'write_back', 'reproduce', 'reproduce_cli']
 
 # %% ../nbs/00_config.ipynb #c004
 class ProfileError(ValueError):
@@ -160,36 +161,6 @@ def get_device(spec: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {spec!r} requested but CUDA is not available on this machine")
     return dev
-
-# %% ../nbs/00_config.ipynb #c009k
-class CheckpointError(ValueError):
-    "A checkpoint or state file that cannot be used: unreadable, keys missing or extra, wrong shapes."
-
-def save_checkpoint(obj, path: str | Path):
-    """Write `obj` with `torch.save` atomically: to a temporary file beside `path`, then renamed over it, so a
-    crash never leaves a truncated checkpoint under the real name. Every model's `save` goes through here."""
-    import tempfile
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp creates 0600; a checkpoint is as readable as any file the user writes
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
-
-def load_checkpoint(path: str | Path, what: str = "checkpoint"):
-    """What `save_checkpoint` wrote, on the CPU, read with `weights_only=True` (tensors and plain Python types
-    only, no code runs); a missing file is `FileNotFoundError`, an unreadable one `CheckpointError`."""
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=False)
-    except Exception as e:
-        raise CheckpointError(f"cannot read {what} {path}: truncated or not a PyTorch file "
-                              f"({type(e).__name__}: {str(e)[:200]})") from None
 
 # %% ../nbs/00_config.ipynb #c010b
 def _env_names(setting: str) -> list[str]:

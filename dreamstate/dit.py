@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .diffusion import Diffusion
-from .config import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .rwkv7 import RWKV7Config, RWKVState
 from .states import StateStats
 

@@ -193,7 +193,7 @@ class RWKVState:
         return zero
 
 # %% ../nbs/03_rwkv7.ipynb #c009
-from .config import CheckpointError, load_checkpoint, save_checkpoint   # one checkpoint discipline for every model
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint   # one checkpoint discipline for every model
 
 # %% ../nbs/03_rwkv7.ipynb #f248383d
 def _state_tuning_parts(sd, cfg: RWKV7Config, path) -> list[torch.Tensor]:
