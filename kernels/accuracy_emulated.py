@@ -20,7 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "kernels"))
-import dreamstate.wkv_triton as wt  # noqa: E402  (sets TRITON_INTERPRET=1 without a GPU)
+import dreamstate.wkv_triton as wt  # noqa: E402  (its kernel modules switch TRITON_INTERPRET=1 on without a GPU)
+from dreamstate.wkv_common import interpreted  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import triton.runtime.interpreter as interp  # noqa: E402
@@ -53,7 +54,7 @@ def main():
     ap.add_argument("--N", type=int, default=64)
     ap.add_argument("--out", default=str(ROOT / "kernels" / "results"))
     a = ap.parse_args()
-    if not wt.interpreted():
+    if not interpreted():
         sys.exit("this emulation needs Triton's interpreter (TRITON_INTERPRET=1); on a GPU run bench.py instead")
     interp.InterpreterBuilder.create_dot = _emulated_dot
     B, T, H, N = 1, a.T, a.H, a.N

@@ -4,7 +4,10 @@ import os
 import sys
 from pathlib import Path
 
-from dreamstate.wkv_common import use_interpreter_without_gpu
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))   # plain `pytest` without an installed package
+
+from dreamstate.wkv_common import use_interpreter_without_gpu  # noqa: E402
 
 # Without a GPU, Triton runs kernels only in its interpreter, which must be switched on before
 # triton is first imported (its library functions are built at import time).
@@ -17,9 +20,6 @@ os.environ.setdefault("RWKV_JIT_ON", "1")
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
 
 
 def blinkdl_state_dict(V, C, L, N, seed=0, dim_ffn=None, lora=(32, 32, 32, 64), layer0_v=False, scale=0.1):

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from conftest import blinkdl_state_dict
-from dreamstate.rwkv7 import RWKV7, RWKV7Config, RWKVState, CheckpointError
+from dreamstate.checkpoint import CheckpointError
+from dreamstate.rwkv7 import RWKV7, RWKV7Config, RWKVState
 
 
 @pytest.fixture

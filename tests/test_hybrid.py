@@ -116,7 +116,7 @@ def test_kv_example_answers_are_in_the_context():
 def test_hybrid_with_triton_backend_equals_torch_path():
     "The core of the hybrid through the Triton kernel (interpreter on the CPU) = through the chunked torch path."
     pytest.importorskip("triton", reason="triton is not installed")
-    from dreamstate.wkv_triton import interpreted
+    from dreamstate.wkv_common import interpreted
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     if dev == "cpu" and not interpreted(): pytest.skip("no GPU and Triton's interpreter is off")
     torch.manual_seed(5); h = HybridRWKV7(CFG, HybridConfig(rank=4), seed=5).to(dev)

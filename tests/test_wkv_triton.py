@@ -4,7 +4,8 @@ import torch
 
 pytest.importorskip("triton", reason="triton is not installed")
 from dreamstate.wkv import wkv7, wkv7_sequential  # noqa: E402
-from dreamstate.wkv_triton import wkv7_triton, interpreted, max_chunk_decay  # noqa: E402
+from dreamstate.wkv_common import interpreted  # noqa: E402
+from dreamstate.wkv_triton import wkv7_triton, max_chunk_decay  # noqa: E402
 import dreamstate.wkv_triton as wt  # noqa: E402
 from dreamstate.wkv_common import KERNEL_LAB_ORDER, rwkv_like_inputs  # noqa: E402
 from dreamstate.rwkv7 import RWKV7, RWKV7Config  # noqa: E402
