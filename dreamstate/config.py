@@ -466,7 +466,7 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
     pkg, key, forced = _inputs_hash(root, prof) + (f"|checkpoint {ckpt['sha256']}" if ckpt else ""), "", False
     manifest.pop("checkpoint", None); manifest.pop("dirty", None)
     if dirty: manifest["dirty"] = dirty
-    from_scratch = not any(stamp_dir.glob("*.stamp"))   # nothing built yet: this run's total is the from-scratch time
+    from_scratch = not any(p.is_file() for p in prof.build_dir.rglob("*"))   # nothing built yet (no stamp, no cached checkpoint or states): this run's total is the from-scratch time
     if ckpt: manifest["checkpoint"] = {k: v for k, v in ckpt.items() if k != "path"}
     for name in ("papermill", "traitlets", "nbclient"): logging.getLogger(name).setLevel(logging.CRITICAL)   # one line per notebook
     say = lambda msg, **kw: print(f"[reproduce:{profile}] {msg}", flush=True, **kw)
