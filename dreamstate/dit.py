@@ -405,14 +405,17 @@ def _labels(model: StateDiffusionModel, label, n: int, device) -> torch.Tensor:
 
 @torch.no_grad()
 def generate_states(model: StateDiffusionModel, diffusion: Diffusion, label, n: int, steps: int = 50, guidance: float = 1.5,
-                    seed: int = 0, base: RWKVState | None = None, weights: str = "ema", **sampler) -> RWKVState:
+                    seed: int = 0, base: RWKVState | None = None, weights: str = "ema", temperature: float = 1.0,
+                    **sampler) -> RWKVState:
     """`n` states for `label` (name, id, or a list of n), in model units, as an `RWKVState` batch on the
-    model's device, from the `ema` (default) or `raw` weights; `sampler` goes to `Diffusion.sample` (e.g.
-    `solver="ddim"`). A one-layer model inserts its layer into `base` (default: `model.base_state`)."""
+    model's device, from the `ema` (default) or `raw` weights; `temperature` scales the initial noise (below 1 trades
+    variety for fidelity); `sampler` goes to `Diffusion.sample` (e.g. `solver="ddim"`). A one-layer model inserts its
+    layer into `base` (default: `model.base_state`)."""
+    if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}")
     dev = model.mean.device
     y = _labels(model, label, n, dev)
     g = torch.Generator(device=dev).manual_seed(seed)
-    x = torch.randn(n, *model.latent_shape, generator=g, device=dev)
+    x = temperature * torch.randn(n, *model.latent_shape, generator=g, device=dev)
     out = diffusion.sample(model.denoiser(weights), x, y, steps=steps, guidance=guidance, null_label=model.null_label,
                            clip=float(model.clip), **sampler)
     return model.to_state(model.decode(out, y, g), y, base)

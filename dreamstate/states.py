@@ -17,7 +17,8 @@ from safetensors.torch import save_file, load_file
 from .rwkv7 import RWKV7, RWKV7Config, RWKVState
 
 # %% auto #0
-__all__ = ['StateStats', 'StateDataset', 'collect_states', 'collect_prompt_states', 'concat_states']
+__all__ = ['CUT_BOUNDARIES', 'StateStats', 'StateDataset', 'boundary_ids', 'cut_position', 'collect_states',
+           'collect_prompt_states', 'concat_states']
 
 # %% ../nbs/06_states.ipynb #c004
 @dataclass
@@ -149,13 +150,38 @@ def _read_state_dataset(path: str | Path) -> dict:
 
 
 # %% ../nbs/06_states.ipynb #c008
+CUT_BOUNDARIES = {"space": " ", "newline": "\n", "any": None}
+
+def boundary_ids(tokenizer, cut: str) -> set[int] | None:
+    "The ids whose text starts with the boundary `cut` names (`CUT_BOUNDARIES`); `None` for `any` (every position is a cut point)."
+    if cut not in CUT_BOUNDARIES: raise ValueError(f"state_cut must be one of {', '.join(CUT_BOUNDARIES)}, got {cut!r}")
+    b = CUT_BOUNDARIES[cut]
+    if b is None: return None
+    return {i for i in range(tokenizer.vocab_size) if i != 0 and tokenizer.decode([i]).startswith(b)}
+
+def cut_position(ids: list[int], n: int, min_len: int, cut_ids: set[int] | None) -> int:
+    """The prompt length to use for a drawn length `n`: the largest `i ≤ n` (at least `min_len`, or 1 for a shorter
+    document) whose next token `ids[i]` is a boundary; else the smallest such `i > n`; else `n` (no boundary at all)."""
+    n = min(n, len(ids))
+    if cut_ids is None: return n
+    lo = min(min_len, n)
+    for i in range(min(n, len(ids) - 1), max(lo, 1) - 1, -1):
+        if ids[i] in cut_ids: return i
+    for i in range(n + 1, len(ids)):
+        if ids[i] in cut_ids: return i
+    return n
+
 @torch.no_grad()
 def collect_states(model: RWKV7, docs, tokenizer, n_per_label: int, split: str, seed: int,
-                   min_len: int = 32, max_len: int = 384, batch_size: int = 32, progress: bool = True) -> StateDataset:
-    "`n_per_label` final states per label from prompts cut out of the `split` documents."
+                   min_len: int = 32, max_len: int = 384, cut: str = "any", next_tokens: int = 0,
+                   batch_size: int = 32, progress: bool = True) -> StateDataset:
+    """`n_per_label` final states per label from prompts cut out of the `split` documents, each cut at the cut point
+    (`cut`: `space`, `newline` or `any`, see `cut_position`) at or before a drawn length, which leaves the document's
+    next `next_tokens` tokens after it where the document is long enough; `next_ids` in each state's metadata holds them."""
     from tqdm import tqdm
     if n_per_label < 1: raise ValueError("n_per_label must be ≥ 1")
     if not 1 <= min_len <= max_len: raise ValueError(f"need 1 ≤ min_len ≤ max_len, got {min_len}, {max_len}")
+    cut_ids = boundary_ids(tokenizer, cut)
     rng = random.Random(f"{seed}/states/{split}")
     lengths = list(range(min_len, max_len + 1, 16)) or [min_len]
     prompts = []
@@ -166,9 +192,10 @@ def collect_states(model: RWKV7, docs, tokenizer, n_per_label: int, split: str, 
         for i in range(n_per_label):
             d = pool[i % len(pool)]
             ids = tokenizer.encode(d.text)
-            n = min(rng.choice(lengths), len(ids))
-            prompts.append({"label": label, "doc_id": d.doc_id, "split": split, "source": "corpus", "prompt_len": n,
-                            "text": tokenizer.decode(ids[:n]), "_ids": ids[:n]})
+            room = max(len(ids) - next_tokens, min(min_len, len(ids)))     # leave the next tokens after the cut where the document allows
+            n = cut_position(ids, min(rng.choice(lengths), room), min_len, cut_ids)
+            prompts.append({"label": label, "doc_id": d.doc_id, "split": split, "source": "corpus", "prompt_len": n, "cut": cut,
+                            "text": tokenizer.decode(ids[:n]), "next_ids": ids[n:n + next_tokens], "_ids": ids[:n]})
     order = sorted(range(len(prompts)), key=lambda i: prompts[i]["prompt_len"])
     dev = next(model.parameters()).device
     wkv = torch.empty(len(prompts), model.cfg.n_layer, model.cfg.n_head, model.cfg.head_size, model.cfg.head_size)
