@@ -55,3 +55,17 @@ def test_collect_errors(setup):
     m, docs, _ = setup
     with pytest.raises(ValueError, match="no 'holdout' documents"):
         collect_states(m, docs, ByteTokenizer(), 2, "holdout", seed=0, progress=False)
+
+
+def test_states_cut_before_a_space_keep_their_next_tokens(setup):
+    m, docs, _ = setup
+    tok = ByteTokenizer()
+    ds = collect_states(m, docs, tok, 4, "train", seed=0, min_len=8, max_len=56, cut="space", next_tokens=12, progress=False)
+    full = {d.doc_id: tok.encode(d.text) for d in docs}
+    for meta in ds.meta:
+        ids, n = full[meta["doc_id"]], meta["prompt_len"]
+        assert meta["text"] == tok.decode(ids[:n]) and meta["next_ids"] == ids[n:n + 12]
+        assert ids[n:n + 1] in ([32], [])                 # the token fed after the state is a space (or the document ended)
+    assert sum(len(m_["next_ids"]) == 12 for m_ in ds.meta) >= 20     # the cut leaves room for the next tokens
+    with pytest.raises(ValueError, match="state_cut must be one of"):
+        collect_states(m, docs, tok, 1, "train", seed=0, cut="comma", progress=False)
