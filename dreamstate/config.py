@@ -77,7 +77,7 @@ class Profile(dict):
     (`note_setting`): in a notebook that `reproduce` runs, the notebook's record lists the settings it used."""
     def __getitem__(self, k):
         v = dict.__getitem__(self, k)
-        if k not in ("name", "root"): note_setting(k, v)
+        if k not in ("name", "root"): note_setting(k, v, dict.get(self, "name"), dict.get(self, "root"))
         return v
     def get(self, k, default=None): return self[k] if k in self else default
     def items(self): return [(k, self[k]) for k in self]

@@ -14,25 +14,29 @@ __all__ = ['start_record', 'note_setting']
 
 # %% ../nbs/00c_record.ipynb #r006
 _rec: dict | None = None          # {"modules": [...], "settings": {...}, "reads": [...], "writes": [...]}
-_path, _root = "", ""
+_path, _root, _profile = "", "", None
 _lock, _local = threading.Lock(), threading.local()
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 def start_record(path: str | None = None, root: str | None = None):
     """Record, from now on in this process, the `dreamstate` modules imported, the settings read and the files under
     `root` opened, into the JSON file `path` (default: `DREAMSTATE_RECORD` and `DREAMSTATE_ROOT`; unset: nothing)."""
-    global _rec, _path, _root
+    global _rec, _path, _root, _profile
     path, root = path or os.environ.get("DREAMSTATE_RECORD"), root or os.environ.get("DREAMSTATE_ROOT")
     if _rec is not None or not path or not root: return
     _path, _root = os.path.abspath(path), os.path.join(os.path.abspath(root), "")
+    _profile = os.environ.get("DREAMSTATE_PROFILE")   # settings of other profiles (a notebook may load several) are not its own
     _rec = {"modules": [], "settings": {}, "reads": [], "writes": []}
     for name in list(sys.modules): _module(name)
     sys.addaudithook(_audit)
     _flush()
 
-def note_setting(key: str, value):
-    "Record that the setting `key` was read and had `value` (a no-op unless `start_record` ran in this process)."
-    if _rec is None or (key in _rec["settings"] and _rec["settings"][key] == value): return
+def note_setting(key: str, value, profile: str | None = None, root: str | None = None):
+    """Record that the setting `key` of `profile` (of the project at `root`) was read and had `value`; a no-op unless
+    `start_record` ran in this process, or for another profile or project (a notebook may load some to check them)."""
+    if _rec is None or (profile is not None and _profile is not None and profile != _profile): return
+    if root is not None and os.path.join(os.path.abspath(root), "") != _root: return
+    if key in _rec["settings"] and _rec["settings"][key] == value: return
     _rec["settings"][key] = value
     _flush()
 

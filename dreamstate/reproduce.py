@@ -230,7 +230,7 @@ def _execute(pm, path: Path, out: Path, profile: str, kernel: str, root: Path, f
     """papermill, quietly, the kernel recording into `record`; a notebook that fails is kept as `failed` (never under
     its finished name). The kernel talks over local IPC sockets, not TCP: ipykernel has no plain-TCP warning to print."""
     from traitlets.config import Config
-    os.environ.update(DREAMSTATE_RECORD=str(record), DREAMSTATE_ROOT=str(root))
+    os.environ.update(DREAMSTATE_RECORD=str(record), DREAMSTATE_ROOT=str(root), DREAMSTATE_PROFILE=profile)
     try: pm.execute_notebook(str(path), str(out), parameters={"profile": profile}, kernel_name=kernel,
                              cwd=str(root / "nbs"), progress_bar=False, log_output=False,
                              config=Config({"KernelManager": {"transport": "ipc"}}),
@@ -239,7 +239,7 @@ def _execute(pm, path: Path, out: Path, profile: str, kernel: str, root: Path, f
         if out.exists(): os.replace(out, failed)
         raise
     finally:
-        for k in ("DREAMSTATE_RECORD", "DREAMSTATE_ROOT"): os.environ.pop(k, None)
+        for k in ("DREAMSTATE_RECORD", "DREAMSTATE_ROOT", "DREAMSTATE_PROFILE"): os.environ.pop(k, None)
 
 def _kernel_missing() -> bool:
     from jupyter_client.kernelspec import KernelSpecManager
