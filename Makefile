@@ -1,4 +1,4 @@
-# dreamstate — the two commands are `make test` and `make reproduce`; both set themselves up.
+# dreamstate — the two commands are `make test` and `make reproduce` (`make plan`: what it would rerun); both set themselves up.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 NB ?=
 
-.PHONY: install test reproduce lab docs clean sync-check
+.PHONY: install test reproduce plan lab docs clean sync-check
 
 install: $(VENV)/.installed
 
@@ -28,7 +28,7 @@ sync-check: install
 	  diff <(echo "$$before") <(echo "$$after"); exit 1; fi; \
 	if [ -d .git ] && git status --porcelain --untracked-files=all -- dreamstate | grep -q .; then \
 	  echo "dreamstate/ differs from git (modified or untracked files):"; git status --porcelain --untracked-files=all -- dreamstate; exit 1; fi
-	@$(BIN)/python -c "import sys; from dreamstate.config import notebooks_to_clean as f; bad = f(); \
+	@$(BIN)/python -c "import sys; from dreamstate.reproduce import notebooks_to_clean as f; bad = f(); \
 	  bad and sys.exit('nbdev-clean would change nbs/' + ', nbs/'.join(bad) + ': run .venv/bin/nbdev-clean and commit')"
 	@echo "notebooks and package in sync, notebooks clean"
 
@@ -39,6 +39,10 @@ test: install sync-check
 
 reproduce: install
 	$(BIN)/dreamstate-reproduce --profile $(PROFILE) $(if $(NB),--nb $(NB))
+
+# what `make reproduce` (same PROFILE and NB) would rerun and why, one line per notebook; runs nothing
+plan: install
+	$(BIN)/dreamstate-reproduce --plan --profile $(PROFILE) $(if $(NB),--nb $(NB))
 
 lab: install
 	$(BIN)/pip install -q -e '.[lab]'

@@ -40,8 +40,8 @@ def parse_with_subset(ap: argparse.ArgumentParser, option: str, names, note: str
 
 
 def commit() -> str:
-    "HEAD's hash, `-dirty` with uncommitted code (`unknown` outside a git checkout): `dreamstate.config.git_commit`."
-    from dreamstate.config import git_commit
+    "HEAD's hash, `-dirty` with uncommitted code (`unknown` outside a git checkout): `dreamstate.figures.git_commit`."
+    from dreamstate.figures import git_commit
     return git_commit(ROOT)
 
 

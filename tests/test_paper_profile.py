@@ -7,7 +7,8 @@ import nbformat
 import pytest
 import torch
 
-from dreamstate.config import ProfileError, check_profile, checkpoint_sha256, load_profile, reproduce, reproduce_cli
+from dreamstate.config import ProfileError, check_profile, checkpoint_sha256, load_profile
+from dreamstate.reproduce import reproduce, reproduce_cli
 from dreamstate.rwkv7 import RWKV7, RWKV7Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +137,8 @@ def _project(root: Path, log: Path):
     (root / "nbs").mkdir()
     nb = nbformat.v4.new_notebook()
     p = nbformat.v4.new_code_cell('profile = "cpu"'); p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell(f"open({str(log)!r}, 'a').write('ran\\n')")]
+    nb.cells = [p, nbformat.v4.new_code_cell("from dreamstate.config import load_profile\nP = load_profile(profile)\nP.checkpoint\n"
+                                             f"open({str(log)!r}, 'a').write('ran\\n')")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "nbs" / "00_a.ipynb")
 

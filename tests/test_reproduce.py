@@ -5,7 +5,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dreamstate.config import load_profile, reproduce
+from dreamstate.config import load_profile
+from dreamstate.reproduce import reproduce, show_plan
 
 
 def _nb(path: Path, code: str):
@@ -16,15 +17,23 @@ def _nb(path: Path, code: str):
     nbformat.write(nb, path)
 
 
+def _uses(root: Path, *modules: str) -> str:
+    "Notebook code that loads the profile as `P` and imports `modules` of the synthetic project's own package folder."
+    imports = "".join(f"import dreamstate.{m}\n" for m in modules)
+    return ("import dreamstate\nfrom dreamstate.config import load_profile\n"
+            f"dreamstate.__path__.append({str(root / 'dreamstate')!r})\nP = load_profile(profile)\n" + imports)
+
+
 @pytest.fixture
 def project(tmp_path):
+    "Two notebooks: 00_a imports the package module `m`, 01_b reads the setting `seed`."
     (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
     (tmp_path / "settings.ini").write_text("[DEFAULT]\nseed = 7\nsizes = 1,2,3\n[smoke]\n[cpu]\n[paper]\n")
     (tmp_path / "dreamstate").mkdir(); (tmp_path / "dreamstate" / "m.py").write_text("x = 1\n")
     (tmp_path / "nbs").mkdir()
     log = tmp_path / "runs.txt"
-    for name in ("00_a", "01_b"):
-        _nb(tmp_path / "nbs" / f"{name}.ipynb", f"open({str(log)!r}, 'a').write('{name} ' + profile + '\\n')")
+    _nb(tmp_path / "nbs" / "00_a.ipynb", _uses(tmp_path, "m") + f"open({str(log)!r}, 'a').write('00_a ' + profile + '\\n')")
+    _nb(tmp_path / "nbs" / "01_b.ipynb", _uses(tmp_path) + f"P.seed\nopen({str(log)!r}, 'a').write('01_b ' + profile + '\\n')")
     return tmp_path, log
 
 
@@ -52,14 +61,14 @@ def test_incremental_reruns(project, capfd):
     assert json.loads((root / "build" / "smoke" / "figures" / "manifest.json").read_text())["versions"]["torch"]
     reproduce("smoke", root=root)                       # nothing changed: nothing runs
     assert len(_runs(log)) == 2
-    _nb(root / "nbs" / "01_b.ipynb", f"open({str(log)!r}, 'a').write('01_b v2\\n')")
-    reproduce("smoke", root=root)                       # only the changed notebook (it is the last)
-    assert _runs(log)[2:] == ["01_b v2"]
+    _nb(root / "nbs" / "00_a.ipynb", _uses(root, "m") + f"open({str(log)!r}, 'a').write('00_a v2\\n')")
+    reproduce("smoke", root=root)                       # only the changed notebook (01_b does not read what 00_a writes)
+    assert _runs(log)[2:] == ["00_a v2"]
     (root / "dreamstate" / "m.py").write_text("x = 2\n")
-    reproduce("smoke", root=root)                       # the package changed: everything
-    assert _runs(log)[3:] == ["00_a smoke", "01_b v2"]
-    reproduce("smoke", nb="01_b", root=root)            # forced: that notebook (and what follows)
-    assert _runs(log)[5:] == ["01_b v2"]
+    reproduce("smoke", root=root)                       # a package module changed: only the notebook that imports it
+    assert _runs(log)[3:] == ["00_a v2"]
+    reproduce("smoke", nb="00_a", root=root)            # forced: that notebook, not what follows it
+    assert _runs(log)[4:] == ["00_a v2"]
     with pytest.raises(ValueError, match="no notebook 'zz'"):
         reproduce("smoke", nb="zz", root=root)
 
@@ -75,7 +84,7 @@ def test_failure_names_notebook_and_cell(project):
 
 def _cli(root, monkeypatch, capsys, *args):
     "Run the command line in `root`; its exit status and stderr."
-    from dreamstate.config import reproduce_cli
+    from dreamstate.reproduce import reproduce_cli
     monkeypatch.chdir(root)
     with pytest.raises(SystemExit) as e: reproduce_cli(list(args))
     return e.value.code, capsys.readouterr().err
@@ -111,7 +120,7 @@ def test_any_section_is_a_profile(project, monkeypatch, capsys):
     root, log = project
     (root / "settings.ini").write_text((root / "settings.ini").read_text() + "[tiny]\ninherits = smoke\nseed = 3\n")
     monkeypatch.chdir(root)
-    from dreamstate.config import reproduce_cli
+    from dreamstate.reproduce import reproduce_cli
     reproduce_cli(["--profile", "tiny"])
     assert _runs(log) == ["00_a tiny", "01_b tiny"]
     assert json.loads((root / "build" / "tiny" / "figures" / "manifest.json").read_text())["seed"] == 3
@@ -132,10 +141,15 @@ def test_nb_by_prefix(project, monkeypatch, capsys):
     assert len(_runs(log)) == 3
 
 
-def test_stamps_hash_what_the_run_depends_on(project):
+def test_records_hold_what_each_notebook_used(project):
+    """A notebook's record holds the settings it read (by value), not settings.ini's text; a file outside the
+    package code it read (a prompt file) by its hash; pyproject.toml is no input."""
     root, log = project
     ini = root / "settings.ini"
     reproduce("smoke", root=root); n = len(_runs(log))
+    rec = json.loads((root / "build" / "smoke" / "records" / "01_b.json").read_text())
+    assert rec["settings"] == {"seed": 7} and "dreamstate/m.py" not in rec["modules"]
+    assert "dreamstate/m.py" in json.loads((root / "build" / "smoke" / "records" / "00_a.json").read_text())["modules"]
     ini.write_text("# a comment\n" + ini.read_text())
     reproduce("smoke", root=root)
     assert len(_runs(log)) == n                                    # a comment reruns nothing
@@ -144,13 +158,19 @@ def test_stamps_hash_what_the_run_depends_on(project):
     assert len(_runs(log)) == n                                    # another profile's value reruns nothing
     ini.write_text(ini.read_text().replace("[smoke]\n", "[smoke]\nseed = 8\n"))
     reproduce("smoke", root=root)
-    assert len(_runs(log)) == n + 2                                # this profile's value reruns all
+    assert _runs(log)[n:] == ["01_b smoke"]                        # this profile's value: the notebook that read it
+    ini.write_text(ini.read_text().replace("sizes = 1,2,3", "sizes = 1,2"))
     (root / "pyproject.toml").write_text((root / "pyproject.toml").read_text() + "# changed\n")
     reproduce("smoke", root=root)
-    assert len(_runs(log)) == n + 4                                # so does pyproject.toml
+    assert len(_runs(log)) == n + 1                                # a value no notebook read, and pyproject.toml: nothing
     (root / "dreamstate" / "prompts").mkdir(); (root / "dreamstate" / "prompts" / "p.jsonl").write_text("{}\n")
+    _nb(root / "nbs" / "00_a.ipynb", _uses(root, "m") + f"open({str(root / 'dreamstate' / 'prompts' / 'p.jsonl')!r}).read()\n"
+        f"open({str(log)!r}, 'a').write('00_a prompts\\n')")
     reproduce("smoke", root=root)
-    assert len(_runs(log)) == n + 6                                # and a prompt file
+    assert _runs(log)[n + 1:] == ["00_a prompts"]
+    (root / "dreamstate" / "prompts" / "p.jsonl").write_text('{"a": 1}\n')
+    reproduce("smoke", root=root)
+    assert _runs(log)[n + 2:] == ["00_a prompts"]                  # a prompt file it read changed
 
 
 def test_failed_notebook_leaves_no_finished_copy(project):
@@ -164,7 +184,7 @@ def test_failed_notebook_leaves_no_finished_copy(project):
     assert (out / "01_b.ipynb").read_bytes() == before             # the last finished copy, untouched
     assert "boom" in (out / "01_b.failed.ipynb").read_text()
     assert not [f for f in out.iterdir() if ".tmp" in f.name]
-    assert not (root / "build" / "smoke" / "stamps" / "01_b.stamp").exists()
+    assert not (root / "build" / "smoke" / "records" / "01_b.json").exists()
 
 
 NBDEV = '[tool.nbdev]\nlib_path = "dreamstate"\nnbs_path = "nbs"\nallowed_cell_metadata_keys = ["tags"]\njupyter_hooks = false\n'
@@ -236,3 +256,103 @@ def test_provenance_refuses_a_dirty_tree_for_tracked_figures(project, monkeypatc
     man = reproduce("cpu", root=root)
     assert man["commit"].endswith("-dirty")
     assert sorted(man["dirty"]["files"]) == ["dreamstate/m.py", "nbs/01_b.ipynb"] and len(man["dirty"]["diff_sha256"]) == 64
+
+
+# --- the dependency graph: what a notebook used decides when it reruns -----------------------------------
+
+@pytest.fixture
+def graph(tmp_path):
+    """Three notebooks and a package of two modules, like 05 → 10 → 11: 01_make reads the setting `a_size` and writes
+    data.txt; 02_train imports `hyb` and `common`, reads data.txt, writes model.txt (atomically: a temporary file
+    renamed); 03_eval imports `hyb`, reads model.txt and the setting `b_size`."""
+    root, log = tmp_path / "proj", tmp_path / "runs.txt"      # the log outside the project: not one of its files
+    root.mkdir(); (root / "pyproject.toml").write_text("[project]\nname='x'\n")
+    (root / "settings.ini").write_text("[DEFAULT]\nseed = 7\na_size = 1\nb_size = 2\n[smoke]\n[cpu]\n")
+    (root / "dreamstate").mkdir()
+    for m in ("hyb", "common"): (root / "dreamstate" / f"{m}.py").write_text("x = 1\n")
+    (root / "nbs").mkdir()
+    log_line = lambda name: f"open({str(log)!r}, 'a').write('{name}\\n')\n"
+    _nb(root / "nbs" / "01_make.ipynb", _uses(root) + "(P.build_dir / 'data.txt').write_text(str(P.a_size))\n" + log_line("01_make"))
+    _nb(root / "nbs" / "02_train.ipynb", _uses(root, "hyb", "common") + "import os\nd = (P.build_dir / 'data.txt').read_text()\n"
+        "(P.build_dir / 'tmp.txt').write_text(d + '!')\nos.replace(P.build_dir / 'tmp.txt', P.build_dir / 'model.txt')\n" + log_line("02_train"))
+    _nb(root / "nbs" / "03_eval.ipynb", _uses(root, "hyb") + "(P.build_dir / 'model.txt').read_text() + str(P.b_size)\n" + log_line("03_eval"))
+    reproduce("smoke", root=root)
+    assert _runs(log) == ["01_make", "02_train", "03_eval"]
+    return root, log
+
+
+def _plan(root, nb=None):
+    return dict(show_plan("smoke", nb, root))
+
+
+def test_records_are_the_graph(graph):
+    root, _ = graph
+    rec = lambda n: json.loads((root / "build" / "smoke" / "records" / f"{n}.json").read_text())
+    assert rec("01_make")["writes"] == ["build/smoke/data.txt"] and rec("01_make")["settings"] == {"a_size": 1}
+    assert set(rec("02_train")["modules"]) >= {"dreamstate/hyb.py", "dreamstate/common.py"}
+    assert list(rec("02_train")["reads"]) == ["build/smoke/data.txt"] and rec("02_train")["writes"] == ["build/smoke/model.txt"]
+    assert list(rec("03_eval")["after"]) == ["02_train"] and "dreamstate/common.py" not in rec("03_eval")["modules"]
+    assert _plan(root) == {"01_make": None, "02_train": None, "03_eval": None}
+
+
+def test_module_edit_reruns_only_its_importers(graph, capsys):
+    "The issue's example: an edit to dreamstate/hybrid.py plans 10–11 only; here `hyb`, imported by two of the three."
+    root, log = graph
+    (root / "dreamstate" / "hyb.py").write_text("x = 2\n")
+    assert _plan(root) == {"01_make": None, "02_train": "dreamstate/hyb.py changed", "03_eval": "dreamstate/hyb.py changed"}
+    out = capsys.readouterr().out
+    assert "01_make: up to date\n" in out and "02_train: rerun — dreamstate/hyb.py changed\n" in out
+    assert len(_runs(log)) == 3                                       # a plan runs nothing
+    reproduce("smoke", root=root)
+    assert _runs(log)[3:] == ["02_train", "03_eval"]
+    (root / "dreamstate" / "common.py").write_text("x = 2\n")        # imported by 02 only; 03 reads what 02 writes
+    assert _plan(root) == {"01_make": None, "02_train": "dreamstate/common.py changed",
+                           "03_eval": "reads build/smoke/model.txt written by 02_train (rerunning)"}
+
+
+def test_setting_reruns_only_its_readers(graph):
+    root, log = graph
+    ini = root / "settings.ini"
+    ini.write_text(ini.read_text().replace("[smoke]\n", "[smoke]\nb_size = 5\n"))
+    assert _plan(root) == {"01_make": None, "02_train": None, "03_eval": "setting b_size changed (2 → 5)"}
+    reproduce("smoke", root=root)
+    assert _runs(log)[3:] == ["03_eval"]
+    ini.write_text(ini.read_text().replace("[smoke]\n", "[smoke]\na_size = 3\n"))
+    assert _plan(root) == {"01_make": "setting a_size changed (1 → 3)", "02_train": "reads build/smoke/data.txt written by 01_make (rerunning)",
+                           "03_eval": "reads build/smoke/model.txt written by 02_train (rerunning)"}
+
+
+def test_deleted_build_file_reruns_its_writer_and_readers(graph):
+    root, log = graph
+    (root / "build" / "smoke" / "model.txt").unlink()
+    assert _plan(root) == {"01_make": None, "02_train": "build/smoke/model.txt it writes is missing",
+                           "03_eval": "reads build/smoke/model.txt written by 02_train (rerunning)"}
+    reproduce("smoke", root=root)
+    assert _runs(log)[3:] == ["02_train", "03_eval"]
+    (root / "build" / "smoke" / "model.txt").write_text("edited by hand")
+    assert _plan(root)["03_eval"] == "build/smoke/model.txt it reads is changed" and _plan(root)["02_train"] is None
+
+
+def test_nb_runs_what_it_needs(graph):
+    """NB=X forces X and runs only what X needs that is stale, never what follows; with no record of X, every
+    notebook before it."""
+    root, log = graph
+    (root / "build" / "smoke" / "data.txt").unlink()
+    assert _plan(root, "02") == {"01_make": "build/smoke/data.txt it writes is missing", "02_train": "forced (NB=02_train)"}
+    reproduce("smoke", nb="02", root=root)
+    assert _runs(log)[3:] == ["01_make", "02_train"]                  # not 03_eval, though it is stale
+    assert _plan(root)["03_eval"] == "02_train ran again since (it writes a file this one reads)"   # same model.txt bytes
+    (root / "build" / "smoke" / "records" / "03_eval.json").unlink()
+    assert _plan(root, "03") == {"01_make": None, "02_train": None, "03_eval": "forced (NB=03_eval)"}
+    import shutil; shutil.rmtree(root / "build" / "smoke" / "records")
+    assert _plan(root, "02") == {"01_make": "no record of a finished run", "02_train": "forced (NB=02_train)"}
+
+
+def test_lettered_notebooks_run_in_reading_order(project):
+    root, log = project
+    _nb(root / "nbs" / "00a_x.ipynb", f"open({str(log)!r}, 'a').write('00a_x\\n')")
+    (root / "nbs" / "notes.ipynb").write_text((root / "nbs" / "00a_x.ipynb").read_text())   # not a numbered notebook: not run
+    reproduce("smoke", root=root)
+    assert _runs(log) == ["00_a smoke", "00a_x", "01_b smoke"]
+    reproduce("smoke", root=root)
+    assert len(_runs(log)) == 3                                       # it has a record like the others
