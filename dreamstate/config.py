@@ -194,9 +194,10 @@ def inspect_checkpoint(p: Profile) -> dict:
         except Exception:
             raise ProfileError(f"cannot read checkpoint {f}: not a PyTorch file or truncated "
                                f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
-    if isinstance(sd, dict) and isinstance(sd.get("model"), dict): sd = sd["model"]
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ProfileError(f"{f} is not an RWKV-7 checkpoint: not a dict of tensors")
+    from dreamstate.rwkv7 import _model_state_dict      # what RWKV7.load takes: a training checkpoint's model, prefixes dropped
+    try: sd = _model_state_dict(sd, f)
+    except CheckpointError: sd = None
+    if not sd: raise ProfileError(f"{f} is not an RWKV-7 checkpoint: not a dict of tensors")
     try: cfg = config_from_state_dict(sd, source=str(f))
     except (CheckpointError, ValueError, TypeError) as e:
         raise ProfileError(f"{f} is not an RWKV-7 checkpoint: {str(e).removeprefix(str(f) + ': ')}") from None

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .diffusion import Diffusion
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .rwkv7 import RWKV7Config, RWKVState
 from .states import StateStats
 
@@ -264,7 +264,7 @@ class StateDiffusionModel(nn.Module):
     def load(cls, path):
         "A model written by `save` (`load_checkpoint`: tensors and plain types only), on the CPU."
         d = load_checkpoint(path, "state model")
-        if d.get("kind") != cls.__name__: raise ValueError(f"{path} holds a {d.get('kind')!r}, not a {cls.__name__}")
+        if d.get("kind") != cls.__name__: raise CheckpointError(f"{path} holds a {d.get('kind')!r}, not a {cls.__name__}")
         m = cls(cls.config_class(**d[cls.config_key]), RWKV7Config(**d["rwkv_config"]), d["label_names"], d["layers"], ema_decay=d["ema_decay"])
         m.load_state_dict(d["state_dict"])
         return m

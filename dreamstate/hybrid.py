@@ -213,23 +213,23 @@ def _update_running_rms(rms: torch.Tensor, updates: torch.Tensor, s: torch.Tenso
 
 # %% ../nbs/10_hybrid.ipynb #c007-1
 class HybridRWKV7(nn.Module):
-    """RWKV-7 core + context encoder + ΔW head + parameter denoiser; `forward(ctx, ctx_mask, tokens)`. The core's
-    BlinkDL initialisation draws from its own generator seeded with `seed`; every other parameter draws from the
-    global RNG, as any `nn.Module` does (seed it before construction for reproducible weights)."""
+    """RWKV-7 core + context encoder + ΔW head + parameter denoiser; `forward(ctx, ctx_mask, tokens)`. Every
+    parameter is drawn from `seed` (the core's BlinkDL initialisation from its own generator, the rest from the
+    torch RNG seeded with `seed` under `torch.random.fork_rng`): one seed gives one model, whatever was drawn
+    before, and building one leaves the caller's RNG as it was."""
     def __init__(self, cfg: RWKV7Config, hcfg: HybridConfig, seed: int = 0):
         super().__init__()
         self.cfg, self.hcfg = cfg, hcfg
-        self.core = RWKV7(cfg).init_weights(seed=seed)
         L, C, r, d = cfg.n_layer, cfg.n_embd, hcfg.rank, hcfg.ctx_dim
-        # the committed runs built 3·L throw-away nn.Linear(C, C) here (ΔW used to be set on swapped-in modules);
-        # their initialisation draws stay, so every parameter below draws the same numbers as in those runs
-        for _ in range(3 * L): nn.init.kaiming_uniform_(torch.empty(C, C), a=math.sqrt(5))
-        self.encoder = ContextEncoder(cfg.vocab_size, d, hcfg.ctx_depth, hcfg.ctx_heads)
-        self.n_coef = math.prod(hcfg.coef_shape)                    # generated numbers per matrix: r² or r
-        self.head, self.U, self.V = _init_low_rank(L, C, r, d, self.n_coef, hcfg.head_init)
-        a0 = 0.0 if hcfg.freeze_alpha else hcfg.alpha0
-        self.alpha = nn.Parameter(torch.full((L, 3), a0), requires_grad=not hcfg.freeze_alpha)
-        self.denoiser = ParamDenoiser(L * 3 * self.n_coef, d, hcfg.denoiser_hidden, hcfg.denoiser_depth)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.core = RWKV7(cfg).init_weights(seed=seed)
+            self.encoder = ContextEncoder(cfg.vocab_size, d, hcfg.ctx_depth, hcfg.ctx_heads)
+            self.n_coef = math.prod(hcfg.coef_shape)                    # generated numbers per matrix: r² or r
+            self.head, self.U, self.V = _init_low_rank(L, C, r, d, self.n_coef, hcfg.head_init)
+            a0 = 0.0 if hcfg.freeze_alpha else hcfg.alpha0
+            self.alpha = nn.Parameter(torch.full((L, 3), a0), requires_grad=not hcfg.freeze_alpha)
+            self.denoiser = ParamDenoiser(L * 3 * self.n_coef, d, hcfg.denoiser_hidden, hcfg.denoiser_depth)
         # ρ: running rms of the generated coefficients (the denoiser works on s/ρ), and how many updates it has had
         self.register_buffer("coef_rms", torch.ones(()))
         self.register_buffer("coef_updates", torch.zeros((), dtype=torch.long))

@@ -1,4 +1,4 @@
-"""`dreamstate.metrics`: known-answer checks, density baselines with a closed form (diagonal, Ledoit–Wolf,
+"""Known-answer checks, density baselines with a closed form (diagonal, Ledoit–Wolf,
 probabilistic PCA, a Gaussian mixture), held-out likelihood under a diffusion model (the probability-flow
 ODE with Hutchinson's trace estimator), Fréchet distance, precision/recall and density/coverage,
 variance ratios, copy checks, next-token loss from a state, an independent text classifier for

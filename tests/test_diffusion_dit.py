@@ -300,7 +300,8 @@ def test_state_model_checkpoint_is_data_and_names_its_class(tmp_path):
     lat.save(tmp_path / "l.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["l.pt"]
     assert torch.load(tmp_path / "l.pt", weights_only=True)["kind"] == "LatentStateModel"
-    with pytest.raises(ValueError, match="not a StateDiT"): StateDiT.load(tmp_path / "l.pt")
+    from dreamstate.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match="not a StateDiT"): StateDiT.load(tmp_path / "l.pt")
     assert torch.equal(LatentStateModel.load(tmp_path / "l.pt").basis, lat.basis)
 
 

@@ -73,6 +73,12 @@ def test_checkpoint_bad_files(paper, tmp_path):
     paper["checkpoint"] = str(tmp_path / "bytes.pth")
     msg = _err(paper)
     assert "vocabulary of 256" in msg and "65536" in msg and "World" in msg
+    # what RWKV7.load accepts, the check accepts: a training checkpoint's model entry with torch.compile's prefixes
+    sd = torch.load(write_checkpoint(tmp_path / "w.pth", n_layer=1, n_embd=32, head_size=16), weights_only=True)
+    torch.save({"model": {"_orig_mod." + k: v for k, v in sd.items()}, "step": 3}, tmp_path / "compiled.pth")
+    paper["checkpoint"] = str(tmp_path / "compiled.pth")
+    from dreamstate.config import inspect_checkpoint
+    assert inspect_checkpoint(paper)["n_layer"] == 1
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
