@@ -175,7 +175,8 @@ class DensityBaseline:
     @property
     def label(self) -> str:
         return {"diag": "Gaussian (diagonal)", "lw": "Gaussian (full, Ledoit–Wolf)", "ppca": f"probabilistic PCA (q = {self.q})",
-                "gmm": f"Gaussian mixture ({self.components} full components)"}[self.kind]
+                "gmm": (f"Gaussian mixture ({self.components} full components)" if self.components > 1
+                        else "Gaussian, full (mixture of 1 component)")}[self.kind]
 
 def fit_on_validation(kind: str, X: np.ndarray, y: np.ndarray, grid, val_frac: float = 0.2, seed: int = 0, **kw) -> tuple["DensityBaseline", list[dict]]:
     """The `DensityBaseline` of `kind` whose hyper-parameter (`q` for ppca, `components` for gmm), taken from `grid`, gives
