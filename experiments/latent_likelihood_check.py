@@ -8,7 +8,7 @@ Writes experiments/results/latent_likelihood_check.json (notebook 09 shows it).
     OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_likelihood_check.py            # cpu profile, ≈ 15 min on 2 cores
     OMP_NUM_THREADS=1 .venv/bin/python experiments/latent_likelihood_check.py --profile smoke --budgets 1 --grids 8
 """
-import dataclasses, time
+import copy, time
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ def main():
     labels = [names[i] for i in yte_all[pick]]
     torch.manual_seed(P.seed)
     lat = build_latent_model(tr, P.latent_k, P.latent_hidden, P.latent_depth, P.dit_norm, P.dit_ema, layers, residual=P.latent_residual)
+    lat0 = copy.deepcopy(lat)          # the recipe's model before training: every budget starts from it (one SVD, not one per budget)
     Ztr, Zte = lat.encode(tr.wkv), lat.encode(te.wkv[torch.as_tensor(pick)])
     Y, D = tr.label_ids(names), Ztr.shape[1]
     gauss = DensityBaseline("gmm", components=1).fit(Ztr.double().numpy(), Y.numpy())
@@ -49,8 +50,7 @@ def main():
     grids = [int(g) for g in a.grids.split(",")]
     for mult in [int(b) for b in a.budgets.split(",")]:
         steps = P.latent_steps * mult
-        torch.manual_seed(P.seed)
-        m = build_latent_model(tr, P.latent_k, P.latent_hidden, P.latent_depth, P.dit_norm, P.dit_ema, layers, residual=P.latent_residual)
+        m = copy.deepcopy(lat0)
         cfg = TrainConfig(steps=steps, lr=P.latent_lr, warmup=P.dit_warmup, weight_decay=0.0, ckpt_every=max(1, steps // 4), log_every=50,
                           seed=P.seed, min_lr_ratio=0.1)
         def batch_fn(step, g=None):
