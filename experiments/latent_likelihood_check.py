@@ -1,11 +1,11 @@
 """Is the latent state model's held-out likelihood below a full Gaussian's (notebook 09) a training budget, the
 weights, or the ODE's grid? On the profile's states (the codes of notebook 08's basis): the latent model of 08's
-recipe trained with the profile's seed for 1×, 2× and 4× `latent_steps`, each scored with EMA and raw weights, and the
+recipe trained with the profile's seed for 1× and 4× `latent_steps`, each scored with EMA and raw weights, and the
 1× model's EMA weights on ODE grids of 48, 96 and 192 points (held-out NLL per code dimension, one probe seed);
 beside them the full Gaussian per persona with the covariance floor notebook 09's mixture of one component uses.
 Writes experiments/results/latent_likelihood_check.json (notebook 09 shows it).
 
-    OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_likelihood_check.py            # cpu profile, ≈ 15 min on 2 cores
+    OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_likelihood_check.py            # cpu profile, ≈ 25 min on 2 cores
     OMP_NUM_THREADS=1 .venv/bin/python experiments/latent_likelihood_check.py --profile smoke --budgets 1 --grids 8
 """
 import copy, time
@@ -25,7 +25,7 @@ from dreamstate.train import TrainConfig, train
 
 def main():
     ap = parser(__doc__)
-    ap.add_argument("--budgets", default="1,2,4", help="training budgets, in multiples of the profile's latent_steps")
+    ap.add_argument("--budgets", default="1,4", help="training budgets, in multiples of the profile's latent_steps")
     ap.add_argument("--grids", default="48,96,192", help="ODE grid points for the 1× model (EMA)")
     ap.add_argument("--per-persona", type=int, default=84, help="held-out states per persona scored")
     a = ap.parse_args()
