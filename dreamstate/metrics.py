@@ -118,7 +118,7 @@ class DensityBaseline:
         from sklearn.covariance import LedoitWolf
         from sklearn.decomposition import PCA
         from sklearn.mixture import GaussianMixture
-        self.parts = {}
+        self.parts, self.dim = {}, X.shape[1]
         for c in np.unique(y):
             Xc = np.asarray(X[y == c], dtype=np.float64)
             if self.kind == "diag": self.parts[c] = (Xc.mean(0), Xc.std(0, ddof=1) + 1e-12)
@@ -154,7 +154,7 @@ class DensityBaseline:
     def sample(self, y: np.ndarray, seed: int) -> np.ndarray:
         "One draw `[len(y), D]` per label in `y`."
         g = np.random.default_rng(seed)
-        D = len(self._mean(next(iter(self.parts))))
+        D = self.dim
         out = np.empty((len(y), D))
         for c in np.unique(y):
             n, m = int((y == c).sum()), self.parts[c]
@@ -167,10 +167,6 @@ class DensityBaseline:
                 k = g.choice(m.n_components, size=n, p=m.weights_)
                 out[y == c] = np.stack([g.multivariate_normal(m.means_[j], m.covariances_[j], method="eigh") for j in k])
         return out
-
-    def _mean(self, c):
-        m = self.parts[c]
-        return m[0] if self.kind in ("diag", "lw", "ppca") else m.means_[0]
 
     @property
     def label(self) -> str:
@@ -261,11 +257,7 @@ def diffusion_log_likelihood(model, diffusion, x: torch.Tensor, labels, steps: i
     g, out = torch.Generator(device=dev).manual_seed(seed), []
     for i in tqdm(range(0, len(x), batch_size), disable=not progress, desc="ODE likelihood", mininterval=10, ncols=100):
         xb, yb = x[i:i + batch_size].to(dev).float(), y[i:i + batch_size]
-        def eps_at(xt, l, yb=yb):
-            t = torch.full((xt.shape[0],), float(diffusion.t_at(l)), device=dev)
-            a, s = (float(v) for v in diffusion.alpha_sigma(torch.tensor(l, dtype=torch.float64)))
-            out_ = net(xt, t, yb)
-            return out_ if diffusion.prediction == "eps" else s * xt + a * out_
+        eps_at = lambda xt, l, yb=yb: diffusion.predict(net, xt, float(diffusion.t_at(l)), yb).eps
         out.append(ode_log_likelihood(eps_at, xb, lam, probes, g).cpu())
     return torch.cat(out)
 
