@@ -1,5 +1,6 @@
 """The reproduction runner: profiles, incremental reruns, NB=…, failures that name the notebook."""
 import json
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -24,20 +25,58 @@ def _uses(root: Path, *modules: str) -> str:
             f"dreamstate.__path__.append({str(root / 'dreamstate')!r})\nP = load_profile(profile)\n" + imports)
 
 
+def _make_project(root: Path) -> Path:
+    "Two notebooks in `root`: 00_a imports the package module `m`, 01_b reads the setting `seed`; returns the log they write."
+    (root / "pyproject.toml").write_text("[project]\nname='x'\n")
+    (root / "settings.ini").write_text("[DEFAULT]\nseed = 7\nsizes = 1,2,3\n[smoke]\n[cpu]\n[paper]\n")
+    (root / "dreamstate").mkdir(); (root / "dreamstate" / "m.py").write_text("x = 1\n")
+    (root / "nbs").mkdir()
+    log = root / "runs.txt"
+    _nb(root / "nbs" / "00_a.ipynb", _uses(root, "m") + f"open({str(log)!r}, 'a').write('00_a ' + profile + '\\n')")
+    _nb(root / "nbs" / "01_b.ipynb", _uses(root) + f"P.seed\nopen({str(log)!r}, 'a').write('01_b ' + profile + '\\n')")
+    return log
+
+
 @pytest.fixture
 def project(tmp_path):
     "Two notebooks: 00_a imports the package module `m`, 01_b reads the setting `seed`."
-    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
-    (tmp_path / "settings.ini").write_text("[DEFAULT]\nseed = 7\nsizes = 1,2,3\n[smoke]\n[cpu]\n[paper]\n")
-    (tmp_path / "dreamstate").mkdir(); (tmp_path / "dreamstate" / "m.py").write_text("x = 1\n")
-    (tmp_path / "nbs").mkdir()
-    log = tmp_path / "runs.txt"
-    _nb(tmp_path / "nbs" / "00_a.ipynb", _uses(tmp_path, "m") + f"open({str(log)!r}, 'a').write('00_a ' + profile + '\\n')")
-    _nb(tmp_path / "nbs" / "01_b.ipynb", _uses(tmp_path) + f"P.seed\nopen({str(log)!r}, 'a').write('01_b ' + profile + '\\n')")
-    return tmp_path, log
+    return tmp_path, _make_project(tmp_path)
 
 
 def _runs(log): return log.read_text().split("\n")[:-1] if log.exists() else []
+
+
+class _BuiltOnce:
+    """A folder that `build(folder)` fills once per module (running its notebooks takes seconds), saved beside it;
+    `fresh()` puts the saved copy back in the same place before each test, so each test starts from what building it
+    itself would leave, and what one test changes no other sees. Restored in place rather than copied elsewhere: the
+    notebooks name absolute paths (the package folder they append, the log they write)."""
+    def __init__(self, folder: Path, build):
+        self.folder, self.saved = folder, folder.with_name(folder.name + "-saved")
+        folder.mkdir(exist_ok=True)
+        build(folder)
+        shutil.copytree(folder, self.saved, symlinks=True)
+
+    def fresh(self) -> Path:
+        shutil.rmtree(self.folder)
+        shutil.copytree(self.saved, self.folder, symlinks=True)
+        return self.folder
+
+
+@pytest.fixture(scope="module")
+def _smoked(tmp_path_factory):
+    def build(root):
+        log = _make_project(root)
+        reproduce("smoke", root=root)
+        assert _runs(log) == ["00_a smoke", "01_b smoke"]
+    return _BuiltOnce(tmp_path_factory.mktemp("smoked"), build)
+
+
+@pytest.fixture
+def smoked_project(_smoked):
+    "`project` after `reproduce(\"smoke\")` ran both its notebooks (built once per module, restored for each test)."
+    root = _smoked.fresh()
+    return root, root / "runs.txt"
 
 
 def test_profiles(project):
@@ -128,9 +167,8 @@ def test_any_section_is_a_profile(project, monkeypatch, capsys):
     assert code == 2 and err.count("\n") == 1 and "unknown profile 'gpu'; settings.ini defines smoke, cpu, paper, tiny" in err
 
 
-def test_nb_by_prefix(project, monkeypatch, capsys):
-    root, log = project
-    reproduce("smoke", root=root)
+def test_nb_by_prefix(smoked_project, monkeypatch, capsys):
+    root, log = smoked_project                                   # after reproduce("smoke")
     reproduce("smoke", nb="01", root=root)                       # a prefix of exactly one notebook
     assert _runs(log)[2:] == ["01_b smoke"]
     _nb(root / "nbs" / "01_c.ipynb", "x = 1")
@@ -141,12 +179,12 @@ def test_nb_by_prefix(project, monkeypatch, capsys):
     assert len(_runs(log)) == 3
 
 
-def test_records_hold_what_each_notebook_used(project):
+def test_records_hold_what_each_notebook_used(smoked_project):
     """A notebook's record holds the settings it read (by value), not settings.ini's text; a file outside the
     package code it read (a prompt file) by its hash; pyproject.toml is no input."""
-    root, log = project
+    root, log = smoked_project                                     # after reproduce("smoke")
     ini = root / "settings.ini"
-    reproduce("smoke", root=root); n = len(_runs(log))
+    n = len(_runs(log))
     rec = json.loads((root / "build" / "smoke" / "records" / "01_b.json").read_text())
     assert rec["settings"] == {"seed": 7} and "dreamstate/m.py" not in rec["modules"]
     assert "dreamstate/m.py" in json.loads((root / "build" / "smoke" / "records" / "00_a.json").read_text())["modules"]
@@ -173,9 +211,8 @@ def test_records_hold_what_each_notebook_used(project):
     assert _runs(log)[n + 2:] == ["00_a prompts"]                  # a prompt file it read changed
 
 
-def test_failed_notebook_leaves_no_finished_copy(project):
-    root, _ = project
-    reproduce("smoke", root=root)
+def test_failed_notebook_leaves_no_finished_copy(smoked_project):
+    root, _ = smoked_project                                       # after reproduce("smoke")
     out = root / "build" / "smoke" / "notebooks"
     before = (out / "01_b.ipynb").read_bytes()
     _nb(root / "nbs" / "01_b.ipynb", "raise RuntimeError('boom')")
@@ -260,11 +297,10 @@ def test_provenance_refuses_a_dirty_tree_for_tracked_figures(project, monkeypatc
 
 # --- the dependency graph: what a notebook used decides when it reruns -----------------------------------
 
-@pytest.fixture
-def graph(tmp_path):
+def _make_graph(tmp_path: Path):
     """Three notebooks and a package of two modules, like 05 → 10 → 11: 01_make reads the setting `a_size` and writes
     data.txt; 02_train imports `hyb` and `common`, reads data.txt, writes model.txt (atomically: a temporary file
-    renamed); 03_eval imports `hyb`, reads model.txt and the setting `b_size`."""
+    renamed); 03_eval imports `hyb`, reads model.txt and the setting `b_size`; all three run once."""
     root, log = tmp_path / "proj", tmp_path / "runs.txt"      # the log outside the project: not one of its files
     root.mkdir(); (root / "pyproject.toml").write_text("[project]\nname='x'\n")
     (root / "settings.ini").write_text("[DEFAULT]\nseed = 7\na_size = 1\nb_size = 2\n[smoke]\n[cpu]\n")
@@ -278,7 +314,18 @@ def graph(tmp_path):
     _nb(root / "nbs" / "03_eval.ipynb", _uses(root, "hyb") + "(P.build_dir / 'model.txt').read_text() + str(P.b_size)\n" + log_line("03_eval"))
     reproduce("smoke", root=root)
     assert _runs(log) == ["01_make", "02_train", "03_eval"]
-    return root, log
+
+
+@pytest.fixture(scope="module")
+def _graph_built(tmp_path_factory):
+    return _BuiltOnce(tmp_path_factory.mktemp("graph"), _make_graph)
+
+
+@pytest.fixture
+def graph(_graph_built):
+    "`_make_graph`'s project after its first run (built once per module, restored for each test)."
+    base = _graph_built.fresh()
+    return base / "proj", base / "runs.txt"
 
 
 def _plan(root, nb=None):

@@ -44,31 +44,50 @@ def _free_port():
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
-def _run_worker(mode, out, world):
-    "Run tests/ddp_worker.py in `mode` as one process or under torchrun with `world` gloo processes."
-    cmd = [sys.executable, str(HERE / "ddp_worker.py"), str(out), mode]
+# what tests/ddp_worker.py trains, by world size (the diffusion term is only run under DDP)
+MODES = {1: ("lm", "hybrid"), 2: ("lm", "hybrid", "hybrid_diff")}
+
+
+def _worker_cmd(out, world):
+    "tests/ddp_worker.py training MODES[world] in turn, as one process or under torchrun with `world` gloo processes."
+    cmd = [sys.executable, str(HERE / "ddp_worker.py"), str(out), *MODES[world]]
     if world > 1:
         cmd[1:2] = ["-m", "torch.distributed.run", f"--nproc_per_node={world}", "--master_addr=127.0.0.1",
                     f"--master_port={_free_port()}", str(HERE / "ddp_worker.py")]
-    subprocess.run(cmd, check=True, timeout=300)
-    return json.loads(out.read_text())
+    return cmd
 
 
-def test_two_gloo_processes_match_single_process(tmp_path):
-    a, b = _run_worker("lm", tmp_path / "single.json", 1), _run_worker("lm", tmp_path / "ddp.json", 2)
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    """{(mode, world): the worker's output} for world 1 and 2: two launches (one process, one torchrun), each
+    training its modes in turn, instead of one launch per mode and world (a launch is mostly importing torch); the
+    two launches run side by side."""
+    outs = {w: tmp_path_factory.mktemp(f"ddp{w}") for w in MODES}
+    procs = {w: subprocess.Popen(_worker_cmd(outs[w], w)) for w in outs}
+    try:
+        for w, p in procs.items():
+            assert p.wait(timeout=300) == 0, f"ddp_worker.py (world {w}) exited with {p.returncode}"
+    finally:
+        for p in procs.values():
+            if p.poll() is None: p.kill(); p.wait()
+    return {(m, w): json.loads((outs[w] / f"{m}.json").read_text()) for w in MODES for m in MODES[w]}
+
+
+def test_two_gloo_processes_match_single_process(ddp_runs):
+    a, b = ddp_runs["lm", 1], ddp_runs["lm", 2]
     assert a["world"] == 1 and b["world"] == 2
     assert len(a["loss"]) == len(b["loss"]) == 6
     for x, y in zip(a["loss"], b["loss"]): assert abs(x - y) <= 1e-5, (a["loss"], b["loss"])
     assert abs(a["param_sum"] - b["param_sum"]) <= 1e-4 * max(1.0, abs(a["param_sum"]))
 
 
-def test_hybrid_under_torchrun(tmp_path):
+def test_hybrid_under_torchrun(ddp_runs):
     "The hybrid trains under DDP: without the diffusion term, 2 processes = 1 (its noise is drawn per process-local batch, so with it only finiteness is checked)."
-    a, b = _run_worker("hybrid", tmp_path / "h1.json", 1), _run_worker("hybrid", tmp_path / "h2.json", 2)
+    a, b = ddp_runs["hybrid", 1], ddp_runs["hybrid", 2]
     assert a["world"] == 1 and b["world"] == 2
     for x, y in zip(a["loss"], b["loss"]): assert abs(x - y) <= 1e-5, (a["loss"], b["loss"])
     assert abs(a["param_sum"] - b["param_sum"]) <= 1e-4 * max(1.0, abs(a["param_sum"]))
-    c = _run_worker("hybrid_diff", tmp_path / "h3.json", 2)
+    c = ddp_runs["hybrid_diff", 2]
     assert c["world"] == 2 and len(c["loss"]) == 6 and all(math.isfinite(x) for x in c["loss"])
 
 
