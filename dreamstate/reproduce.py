@@ -178,13 +178,17 @@ def _nbdev_clean(nb: dict, nbs_dir: Path) -> dict:
     return nb
 
 def notebooks_to_clean(root: str | Path | None = None) -> list[str]:
-    "The notebooks in `nbs/` that `nbdev-clean` would change (metadata, execution counts; JSON key order aside)."
-    import copy
+    """The notebooks in `nbs/` that `nbdev-clean` would change: the bytes it would write (metadata, execution counts,
+    JSON key order and layout) differ from the file's."""
+    import copy, tempfile
+    from fastcore.nbio import write_nb
     nbs_dir = project_root(root) / "nbs"
     out = []
-    for f in sorted(nbs_dir.glob("*.ipynb")):
-        nb = json.loads(f.read_text())
-        if _nbdev_clean(copy.deepcopy(nb), nbs_dir) != nb: out.append(f.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in sorted(nbs_dir.glob("*.ipynb")):
+            raw = f.read_bytes()
+            write_nb(_nbdev_clean(copy.deepcopy(json.loads(raw)), nbs_dir), Path(tmp) / f.name)
+            if (Path(tmp) / f.name).read_bytes() != raw: out.append(f.name)
     return out
 
 def write_back(executed: Path, target: Path):

@@ -403,3 +403,19 @@ def test_lettered_notebooks_run_in_reading_order(project):
     assert _runs(log) == ["00_a smoke", "00a_x", "01_b smoke"]
     reproduce("smoke", root=root)
     assert len(_runs(log)) == 3                                       # it has a record like the others
+
+
+def test_sync_check_compares_the_bytes_nbdev_clean_writes(project):
+    "A notebook equal as JSON but laid out otherwise (key order, indent) is one `nbdev-clean` would rewrite."
+    import copy
+    from fastcore.nbio import write_nb
+    from dreamstate.reproduce import _nbdev_clean, notebooks_to_clean
+    root, _ = project
+    (root / "pyproject.toml").write_text((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())   # nbdev's own config
+    for f in (root / "nbs").glob("*.ipynb"):
+        write_nb(_nbdev_clean(copy.deepcopy(json.loads(f.read_text())), root / "nbs"), f)
+    assert notebooks_to_clean(root) == []
+    f = root / "nbs" / "00_a.ipynb"
+    nb = json.loads(f.read_text())
+    f.write_text(json.dumps(dict(reversed(list(nb.items()))), indent=2) + "\n")          # same JSON, other bytes
+    assert json.loads(f.read_text()) == nb and notebooks_to_clean(root) == ["00_a.ipynb"]
