@@ -68,15 +68,16 @@ def kv_batches(P, seed):
 
 def run(P, kind, steps, coef="matrix", rho=True, fit=0, **sizes):
     """One run of profile `P`'s task: train for `steps` steps, then the answer accuracies. `sizes` overrides the
-    profile's rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer and lr (`P.hyb_<name>`)."""
-    rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr = (
-        sizes.pop(k, getattr(P, f"hyb_{k}")) for k in ("rank", "ctx_dim", "lambda_diff", "lambda_reg", "n_embd", "n_layer", "lr"))
+    profile's rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init and alpha0 (`P.hyb_<name>`)."""
+    rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init, alpha0 = (
+        sizes.pop(k, getattr(P, f"hyb_{k}")) for k in ("rank", "ctx_dim", "lambda_diff", "lambda_reg", "n_embd", "n_layer", "lr",
+                                                        "head_init", "alpha0"))
     if sizes: raise TypeError(f"run() got unknown arguments {sorted(sizes)}")
     SEED, KQ, KMIN, KMAX = P.seed, P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
     DIFF = Diffusion(prediction=P.hyb_diff_prediction)
     core = RWKV7Config(vocab_size=256, n_layer=n_layer, n_embd=n_embd, head_size=P.hyb_head_size)
     hc = HybridConfig(rank=rank, ctx_dim=ctx_dim, ctx_depth=P.hyb_ctx_depth, ctx_heads=P.hyb_ctx_heads, max_ctx=1024,
-                      alpha0=P.hyb_alpha0, head_init=P.hyb_head_init, lambda_diff=lambda_diff, lambda_reg=lambda_reg, coef=coef)
+                      alpha0=alpha0, head_init=head_init, lambda_diff=lambda_diff, lambda_reg=lambda_reg, coef=coef)
     if kind == "prefix":
         torch.manual_seed(SEED)
         m = RWKV7(core).init_weights(seed=SEED)
@@ -136,6 +137,10 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
     "hybrid, 600 steps, core 4 layers": dict(kind="hybrid", steps=600, n_layer=4),
     "hybrid, 600 steps, lr 1e-3": dict(kind="hybrid", steps=600, lr=1e-3),
     "prefix, 600 steps, core n_embd 128": dict(kind="prefix", steps=600, n_embd=128),
+    # the width (issue: the hybrid stays at chance with a core of C = 128): budget, learning rate, the head's scale
+    "hybrid, 1500 steps, core n_embd 128": dict(kind="hybrid", steps=1500, n_embd=128),
+    "hybrid, 600 steps, core n_embd 128, lr 1e-3": dict(kind="hybrid", steps=600, n_embd=128, lr=1e-3),
+    "hybrid, 600 steps, core n_embd 128, head_init 0.1": dict(kind="hybrid", steps=600, n_embd=128, head_init=0.1),
 }
 
 
