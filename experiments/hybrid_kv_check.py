@@ -141,6 +141,7 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
     "hybrid, 1500 steps, core n_embd 128": dict(kind="hybrid", steps=1500, n_embd=128),
     "hybrid, 600 steps, core n_embd 128, lr 1e-3": dict(kind="hybrid", steps=600, n_embd=128, lr=1e-3),
     "hybrid, 600 steps, core n_embd 128, head_init 0.1": dict(kind="hybrid", steps=600, n_embd=128, head_init=0.1),
+    "prefix, 600 steps, lr 1e-3": dict(kind="prefix", steps=600, lr=1e-3),
 }
 
 
