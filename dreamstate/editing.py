@@ -216,13 +216,8 @@ def edit_random(model, tok, state, old, new, seed: int = 0, **kw):
 @torch.no_grad()
 def greedy_answer(model, tok, state, keys: list[str], form: str = "q", n_tokens: int = 3) -> list[str]:
     "The greedy continuation (`n_tokens`) of `;` + the question about each row's key, decoded."
-    logits, st = model(_ids(tok, [";" + question(k, form) for k in keys], _dev(model)), state)
-    out = []
-    for _ in range(n_tokens):
-        nxt = logits[:, -1].argmax(-1)
-        out.append(nxt)
-        logits, st = model(nxt[:, None], st)
-    return [tok.decode(r) for r in torch.stack(out, 1).tolist()]
+    ids, _ = model.generate(_ids(tok, [";" + question(k, form) for k in keys], _dev(model)), state, n_tokens, temperature=0)
+    return [tok.decode(r) for r in ids.tolist()]
 
 @torch.no_grad()
 def value_logprob(model, tok, state, keys: list[str], values: list[str], form: str = "q") -> torch.Tensor:
@@ -230,8 +225,7 @@ def value_logprob(model, tok, state, keys: list[str], values: list[str], form: s
     pre = [";" + question(k, form) for k in keys]
     x = _ids(tok, [p + v for p, v in zip(pre, values)], _dev(model))
     n = len(tok.encode(pre[0]))
-    lp = torch.log_softmax(model(x[:, :-1], state)[0].float()[:, n - 1:], -1)
-    return lp.gather(-1, x[:, n:, None])[..., 0].sum(1).cpu()
+    return -next_token_nll(model(x[:, :-1], state)[0][:, n - 1:], x[:, n:], reduction="none").sum(1).cpu()
 
 def _hmean(*xs):
     xs = [float(x) for x in xs]
@@ -260,9 +254,7 @@ def edit_metrics(model, tok, edited: RWKVState, base: RWKVState, new: list[dict[
         keys = [o[j] for o in others]
         ref = base_answers[j] if base_answers is not None else greedy_answer(model, tok, base, keys, "q")
         loc += [a == b for a, b in zip(greedy_answer(model, tok, edited, keys, "q"), ref)]
-        vals = [d for d in ref]
-        n_tok = len(tok.encode(vals[0])) if vals else 1
-        dce.append((value_logprob(model, tok, base, keys, vals) - value_logprob(model, tok, edited, keys, vals)) / n_tok)
+        dce.append((value_logprob(model, tok, base, keys, ref) - value_logprob(model, tok, edited, keys, ref)) / len(tok.encode(ref[0])))
     mean = lambda xs: float(sum(xs) / len(xs)) if len(xs) else float("nan")
     out = dict(efficacy=mean(eff), margin=float(torch.cat(marg).mean()), generalisation=mean(gen),
                locality=mean(loc), locality_dce=float(torch.cat(dce).mean()) if dce else float("nan"))
