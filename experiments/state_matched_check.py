@@ -22,7 +22,14 @@ the same held-out states (the real-vs-real floor). Intervals: 95% over training 
 Writes experiments/results/state_matched_check.json (notebook 09 shows it); checkpoints under
 build/<profile>/experiments/state_matched/ (a rerun resumes).
 
+`--budget latent` holds the budget at notebook 08's latent model's instead (its parameter count, `latent_steps` ×
+`latent_batch` samples seen): the raw-state DiT and the code DiT are widened (hidden size, at the preset's depth
+and heads) to its parameter count and trained on its samples at `dit_lr`, beside 08's latent models (the code MLP
+at that budget); result in experiments/results/state_matched_latent_budget.json, checkpoints under
+build/<profile>/experiments/state_matched_latent/.
+
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_matched_check.py              # cpu profile
+    OMP_NUM_THREADS=2 .venv/bin/python experiments/state_matched_check.py --budget latent --rows "code DiT"
     OMP_NUM_THREADS=1 .venv/bin/python experiments/state_matched_check.py --profile smoke --seeds 2 --per-persona 8
 """
 import copy, dataclasses, json, math, time
@@ -33,7 +40,7 @@ import torch.nn as nn
 
 from _common import Setup, parser, result_path, write_result
 from dreamstate.diffusion import Diffusion
-from dreamstate.dit import (DIT_PRESETS, DiTBlock, LatentStateModel, StateDiT, build_latent_model, build_state_dit, generate_states,
+from dreamstate.dit import (DIT_PRESETS, DiT, DiTBlock, LatentStateModel, StateDiT, build_latent_model, build_state_dit, generate_states,
                             profile_layers, timestep_embedding, TimestepEmbedder)
 from dreamstate.metrics import DensityBaseline, diffusion_log_likelihood, frechet_distance, knn_precision_recall, mean_ci
 from dreamstate.train import TrainConfig, train
@@ -84,6 +91,19 @@ class CodeDiT(nn.Module):
 def n_params(net: nn.Module) -> int: return sum(p.numel() for p in net.parameters())
 
 
+def dit_hidden_for(target: int, build, heads: int) -> int:
+    "The hidden size (a multiple of 2 × `heads`) of the DiT `build(hidden)` whose parameter count is nearest `target`."
+    hs, count = list(range(2 * heads, 2049, 2 * heads)), {}
+    def n(i):                                   # parameters grow with the width: bisect, building few models
+        if i not in count: count[i] = n_params(build(hs[i]))
+        return count[i]
+    lo, hi = 0, len(hs) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if n(mid) < target else (lo, mid)
+    return hs[min((lo, hi), key=lambda i: abs(n(i) - target))]
+
+
 def mlp_hidden_for(target: int, dim: int, K: int, depth: int) -> int:
     "The width (a multiple of 8) of a code MLP of `depth` blocks over `dim` codes whose parameter count is nearest `target`."
     from dreamstate.dit import CodeDenoiser, CodeDenoiserConfig
@@ -99,6 +119,8 @@ def main():
     ap.add_argument("--token", type=int, default=32, help="code components per token of the code DiT")
     ap.add_argument("--mlp-depth", type=int, default=2, help="blocks of the matched code MLP")
     ap.add_argument("--per-persona", type=int, default=84, help="held-out states per persona scored, and states generated per persona")
+    ap.add_argument("--budget", choices=("dit", "latent"), default="dit",
+                    help="dit: the raw-state DiT's own budget; latent: notebook 08's latent model's (both DiTs widened to it)")
     a = ap.parse_args()
     S = Setup(a.profile)
     P, tr, te, names, K = S.P, S.tr, S.te, S.names, len(S.names)
@@ -136,16 +158,33 @@ def main():
     Ctr, Cte = lat_ref.encode(tr.wkv), lat_ref.encode(te.wkv[torch.as_tensor(pick)])
     D = Ctr.shape[1]
     dit_probe = build_state_dit(tr, P.dit_preset, P.dit_norm, P.dit_ema, layers)
-    budget = n_params(dit_probe.net)
     X = dit_probe.to_image(tr.wkv)
-    h_mlp = mlp_hidden_for(budget, D, K, a.mlp_depth)
+    paths = json.loads((P.build_dir / "state_models.json").read_text())      # notebook 08's models
     preset = DIT_PRESETS[P.dit_preset]
     token = min(a.token, P.latent_k)          # a token never spans two layers' codes
     if P.latent_k % token: ap.error(f"--token {a.token} does not divide latent_k = {P.latent_k}")
-    cdit_cfg = CodeDiTConfig(D, K, token, preset["hidden"], preset["depth"], preset["heads"])
+    if a.budget == "dit":
+        budget, steps, batch = n_params(dit_probe.net), P.dit_steps, P.dit_batch
+        dit_cfg = dit_probe.net.cfg
+        cdit_cfg = CodeDiTConfig(D, K, token, preset["hidden"], preset["depth"], preset["heads"])
+    else:                                     # notebook 08's latent model's budget: both DiTs widened to its parameter count
+        budget, steps, batch = n_params(LatentStateModel.load(P.build_dir / paths["seed0"]).net), P.latent_steps, P.latent_batch
+        dit_cfg = dataclasses.replace(dit_probe.net.cfg, hidden=dit_hidden_for(
+            budget, lambda h: DiT(dataclasses.replace(dit_probe.net.cfg, hidden=h)), preset["heads"]))
+        cdit_cfg = CodeDiTConfig(D, K, token, dit_hidden_for(budget, lambda h: CodeDiT(CodeDiTConfig(D, K, token, h, preset["depth"], preset["heads"])),
+                                                             preset["heads"]), preset["depth"], preset["heads"])
+        if "code MLP" in a.rows.split(","): a.rows = ",".join(r for r in a.rows.split(",") if r.strip() != "code MLP")   # 08's latent model is that row
+    h_mlp = mlp_hidden_for(budget, D, K, a.mlp_depth)
+    print(f"budget ({a.budget}): {budget:,} parameters, {steps} steps × {batch}; raw-state DiT hidden {dit_cfg.hidden}, code DiT hidden "
+          f"{cdit_cfg.hidden}", flush=True)
 
     def build(row: str):
-        if row == "raw-state DiT": return build_state_dit(tr, P.dit_preset, P.dit_norm, P.dit_ema, layers)
+        if row == "raw-state DiT":
+            m = build_state_dit(tr, P.dit_preset, P.dit_norm, P.dit_ema, layers)
+            if a.budget == "latent":
+                m.net = DiT(dit_cfg)
+                m.ema = copy.deepcopy(m.net).requires_grad_(False)
+            return m
         m = build_latent_model(tr, P.latent_k, h_mlp if row == "code MLP" else P.latent_hidden, a.mlp_depth, P.dit_norm, P.dit_ema,
                                layers, residual=P.latent_residual)
         if row == "code DiT":
@@ -166,15 +205,14 @@ def main():
         return rec
 
     rows = []
-    paths = json.loads((P.build_dir / "state_models.json").read_text())      # notebook 08's models
-    cfg0 = TrainConfig(steps=P.dit_steps, lr=P.dit_lr, warmup=P.dit_warmup, weight_decay=0.0, ckpt_every=P.dit_ckpt_every, log_every=50,
-                       seed=P.seed, min_lr_ratio=0.1)
+    cfg0 = TrainConfig(steps=steps, lr=P.dit_lr, warmup=P.dit_warmup, weight_decay=0.0, ckpt_every=P.dit_ckpt_every if a.budget == "dit"
+                       else max(1, steps // 8), log_every=50, seed=P.seed, min_lr_ratio=0.1)
     chosen = [r.strip() for r in a.rows.split(",") if r.strip()]
     for row in chosen:
         if row not in ("raw-state DiT", "code DiT", "code MLP"): ap.error(f"unknown row {row!r}")
         for s in range(a.seeds):
             seed = P.seed + s
-            if row == "raw-state DiT" and s == 0 and not a.retrain_first_dit:    # notebook 08's DiT is this recipe's first seed
+            if row == "raw-state DiT" and s == 0 and not a.retrain_first_dit and a.budget == "dit":    # notebook 08's DiT is this recipe's first seed
                 m = StateDiT.load(P.build_dir / paths["dit"])
                 rows.append(score(m, row, seed, params=n_params(m.net), steps=P.dit_steps, batch=P.dit_batch, trained="notebook 08"))
                 continue
@@ -183,15 +221,15 @@ def main():
             data = X if row == "raw-state DiT" else Ctr
             def batch_fn(step, seed=seed, data=data):
                 g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-                idx = torch.randint(0, len(data), (P.dit_batch,), generator=g)
+                idx = torch.randint(0, len(data), (batch,), generator=g)
                 return data[idx], Y[idx], step
             def loss_fn(model, batch, seed=seed):
                 x, y, step = batch
                 return diff.loss(model, x, y, null_label=K, p_uncond=0.1, generator=torch.Generator().manual_seed(seed * 7919 + step)), {}
             t0 = time.time()
-            out = P.build_dir / "experiments" / "state_matched" / f"{row.replace(' ', '_')}_seed{seed}"
+            out = P.build_dir / "experiments" / ("state_matched" if a.budget == "dit" else "state_matched_latent") / f"{row.replace(' ', '_')}_seed{seed}"
             hist = train(m, batch_fn, loss_fn, dataclasses.replace(cfg0, seed=seed), out, after_step=m.update_ema)
-            rows.append(score(m, row, seed, params=n_params(m.net), steps=P.dit_steps, batch=P.dit_batch,
+            rows.append(score(m, row, seed, params=n_params(m.net), steps=steps, batch=batch,
                               final_loss=hist[-1]["loss"], train_seconds=round(time.time() - t0, 1)))
 
     # the latent models of notebook 08 at their own budget, and the full Gaussian over the same codes
@@ -219,8 +257,8 @@ def main():
             rec[key], rec[f"{key}_ci95"], rec[f"{key}_per_seed"] = mu, ci, [round(x, 4) for x in v]
         summary.append(rec)
         print(rec, flush=True)
-    write_result(result_path(a, "state_matched_check"), a.profile,
-                 {"budget_params": budget, "samples_seen": P.dit_steps * P.dit_batch, "code_dims": D, "heldout_states": len(pick),
+    write_result(result_path(a, "state_matched_check" if a.budget == "dit" else "state_matched_latent_budget"), a.profile,
+                 {"budget": a.budget, "budget_params": budget, "samples_seen": steps * batch, "dit_hidden": dit_cfg.hidden, "code_dims": D, "heldout_states": len(pick),
                   "states_per_persona": n_per, "code_mlp_hidden": h_mlp, "code_mlp_depth": a.mlp_depth, "code_dit": dataclasses.asdict(cdit_cfg),
                   "floor": floor, "rows": rows, "summary": summary})
 
