@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROFILE ?= cpu
 NB ?=
 
-.PHONY: install test reproduce plan lab docs clean sync-check
+.PHONY: install test reproduce plan lab docs site browser clean sync-check
 
 install: $(VENV)/.installed
 
@@ -32,7 +32,7 @@ sync-check: install
 	  bad and sys.exit('nbdev-clean would change nbs/' + ', nbs/'.join(bad) + ': run .venv/bin/nbdev-clean and commit')"
 	@echo "notebooks and package in sync, notebooks clean"
 
-test: install sync-check
+test: install sync-check browser
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/python -m pytest -q
 	$(MAKE) reproduce PROFILE=smoke
@@ -48,10 +48,22 @@ lab: install
 	$(BIN)/pip install -q -e '.[lab]'
 	$(BIN)/jupyter lab nbs/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-# the documentation site (Quarto renders it into _docs/); Quarto is not a pip package, so this skips where it is missing
+# the rendered site (notebook 00e): executed notebooks, README, docs/ and figures/ as static pages in _site/, built
+# offline (math as MathML), then every page opened in headless Chromium, which must load it and draw every figure
+site: install browser
+	$(BIN)/dreamstate-site --out _site --check
+
+# Chromium and chromedriver for the site's browser check (Debian's packages), installed where missing and possible
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's chromium and chromium-driver"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "make: Chromium and chromedriver are missing (Debian: apt-get install chromium chromium-driver); the site's browser test skips"; fi
+
+# nbdev's documentation site where Quarto is installed (into _docs/); otherwise the offline site above
 docs: install
 	@if command -v quarto >/dev/null; then $(BIN)/nbdev-docs; \
-	else echo "make docs: skipped, Quarto is not installed (https://quarto.org; then make docs builds _docs/)"; fi
+	else echo "make docs: Quarto is not installed, building the offline site instead (make site)"; $(MAKE) site; fi
 
 clean:
 	rm -rf build .pytest_cache
