@@ -356,26 +356,28 @@ class StateEvaluation:
         best = min(models, key=lambda m: row[m]["frechet"])
         gauss = [k for k in sets if k.startswith("Gaussian") or k.startswith("probabilistic PCA")]     # the mixture included
         fl, nh = self.floor, self.nn_heldout
+        ge = lambda a, b: a >= b - 1e-9 * max(1.0, abs(b))     # a threshold met up to float rounding (9/10 summed as 0.8999…)
         def goals_for(m):
             r = row[m]
             other = [row[g]["frechet"] for g in gauss if g != m]
             lo = min(other) if other else float("nan")
             v, ok = (nll_goal(m) if nll_goal else None) or (float("nan"), False)
-            return [("total within-persona variance ratio in [0.8, 1.25]", r["var_total"], 0.8 <= r["var_total"] <= 1.25),
-                    ("top-direction variance ratio in [0.8, 1.25]", r["var_top"], 0.8 <= r["var_top"] <= 1.25),
-                    ("Fréchet / real-vs-real floor ≤ 2", r["frechet"] / fl["frechet"], r["frechet"] <= 2 * fl["frechet"]),
+            return [("total within-persona variance ratio in [0.8, 1.25]", r["var_total"], ge(r["var_total"], 0.8) and ge(1.25, r["var_total"])),
+                    ("top-direction variance ratio in [0.8, 1.25]", r["var_top"], ge(r["var_top"], 0.8) and ge(1.25, r["var_top"])),
+                    ("Fréchet / real-vs-real floor ≤ 2", r["frechet"] / fl["frechet"], ge(2 * fl["frechet"], r["frechet"])),
                     ("Fréchet below every Gaussian baseline's (mixture included)", r["frechet"] / lo, bool(other) and r["frechet"] < lo),
-                    ("precision / real-vs-real precision ≥ 0.8", r["precision"] / fl["precision"], r["precision"] >= 0.8 * fl["precision"]),
-                    ("recall / real-vs-real recall ≥ 0.8", r["recall"] / fl["recall"], r["recall"] >= 0.8 * fl["recall"]),
-                    ("controlled generation / real-state accuracy ≥ 0.9", r["ctrl_fraction_of_real"], r["ctrl_fraction_of_real"] >= 0.9),
-                    ("median distance to training / held-out's ≥ 1 (no copies)", r["nn_to_train_median"] / nh, r["nn_to_train_median"] >= nh),
+                    ("precision / real-vs-real precision ≥ 0.8", r["precision"] / fl["precision"], ge(r["precision"], 0.8 * fl["precision"])),
+                    ("recall / real-vs-real recall ≥ 0.8", r["recall"] / fl["recall"], ge(r["recall"], 0.8 * fl["recall"])),
+                    ("controlled generation / real-state accuracy ≥ 0.9", r["ctrl_fraction_of_real"], ge(r["ctrl_fraction_of_real"], 0.9)),
+                    ("median distance to training / held-out's ≥ 1 (no copies)", r["nn_to_train_median"] / nh, ge(r["nn_to_train_median"], nh)),
                     (NLL_GOAL, v, bool(ok))]
         methods = [m for m in sets if m != FLOOR_SET]
         scored = {m: goals_for(m) for m in methods}
         long = [{"goal": g, "method": m, "measured": v, "met": bool(ok)} for m in methods for g, v, ok in scored[m]]
         mark = lambda v, ok: ("n/a" if v != v else f"{v:.3g} {'✓' if ok else '✗'}")
         table = [{"goal": g, **{m: mark(scored[m][j][1], scored[m][j][2]) for m in methods}} for j, (g, _, _) in enumerate(scored[best])]
-        table.append({"goal": "goals met", **{m: f"{sum(ok for _, _, ok in scored[m])} of {len(scored[m])}" for m in methods}})
+        # of the goals that apply: one whose measure a set cannot take (n/a, e.g. a likelihood without a density) is not counted
+        table.append({"goal": "goals met", **{m: f"{sum(ok for _, _, ok in scored[m])} of {sum(v == v for _, v, _ in scored[m])}" for m in methods}})
         return StateGoals(best, scored, long, table)
 
 # %% ../nbs/09a_evaluate.ipynb #e008
