@@ -136,9 +136,8 @@ def build_site(out: str | Path = "_site", nbs: str | Path = "nbs", readme: str |
         nb = nbformat.read(p, as_version=4)
         pages[f"{p.stem}.html"] = (_title(nb, p.stem), nb, str(p))
     for p in sorted(Path(docs).glob("*.md")) if docs and Path(docs).is_dir() else []:
-        md = p.read_text()
-        pages[f"{p.stem}.html"] = (re.search(r"^#\s+(.+)$", md, re.M).group(1) if re.search(r"^#\s+", md, re.M) else p.stem,
-                                   _md_notebook(md), str(p))
+        page = _md_notebook(p.read_text())
+        pages[f"{p.stem}.html"] = (_title(page, p.stem), page, str(p))
     if figures and Path(figures).is_dir():
         figures = Path(figures)
         shutil.rmtree(out / "figures", ignore_errors=True); shutil.copytree(figures, out / "figures")
@@ -222,9 +221,7 @@ def check_site(site: str | Path, pages: list[str] | None = None, chrome: str | N
             "binary": chrome, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                                        "--window-size=1280,900", "--no-first-run", "--disable-background-networking",
                                        "--disable-component-update", "--host-resolver-rules=MAP * ~NOTFOUND"]}}}}
-        r = urllib.request.Request(f"http://127.0.0.1:{port}/session", data=json.dumps(caps).encode(), method="POST",
-                                   headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(r, timeout=timeout) as resp: sid = json.loads(resp.read())["value"]["sessionId"]
+        sid = _wd(port, "POST", "/session", caps, timeout)["sessionId"]
         rows = []
         try:
             _wd(port, "POST", f"/session/{sid}/timeouts", {"pageLoad": int(timeout * 1000), "script": 30000})
