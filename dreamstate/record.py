@@ -14,17 +14,19 @@ __all__ = ['start_record', 'note_setting']
 
 # %% ../nbs/00c_record.ipynb #r006
 _rec: dict | None = None          # {"modules": [...], "settings": {...}, "reads": [...], "writes": [...]}
-_path, _root, _profile = "", "", None
+_path, _root, _profile, _env = "", "", None, ()
 _lock, _local = threading.Lock(), threading.local()
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 def start_record(path: str | None = None, root: str | None = None):
     """Record, from now on in this process, the `dreamstate` modules imported, the settings read and the files under
     `root` opened, into the JSON file `path` (default: `DREAMSTATE_RECORD` and `DREAMSTATE_ROOT`; unset: nothing)."""
-    global _rec, _path, _root, _profile
+    global _rec, _path, _root, _profile, _env
     path, root = path or os.environ.get("DREAMSTATE_RECORD"), root or os.environ.get("DREAMSTATE_ROOT")
     if _rec is not None or not path or not root: return
     _path, _root = os.path.abspath(path), os.path.join(os.path.abspath(root), "")
+    # the interpreter's own tree (a `.venv` inside the project): installed packages are the environment, not inputs
+    _env = tuple({os.path.join(os.path.abspath(p), "") for p in (sys.prefix, sys.exec_prefix, sys.base_prefix)})
     _profile = os.environ.get("DREAMSTATE_PROFILE")   # settings of other profiles (a notebook may load several) are not its own
     _rec = {"modules": [], "settings": {}, "reads": [], "writes": []}
     for name in list(sys.modules): _module(name)
@@ -47,10 +49,10 @@ def _module(name: str) -> bool:
     _rec["modules"].append(name); return True
 
 def _file(f, kind: str) -> bool:
-    "Note file `f` (a path; not a descriptor) under the root as read or written."
+    "Note file `f` (a path; not a descriptor) under the root, and not in the interpreter's environment, as read or written."
     if isinstance(f, int): return False
     f = os.path.abspath(os.fsdecode(os.fspath(f)))
-    if not f.startswith(_root) or f.startswith(_path): return False
+    if not f.startswith(_root) or f.startswith(_path) or f.startswith(_env): return False
     rel = f[len(_root):]
     if rel.startswith(".git/") or "__pycache__" in rel or rel in _rec[kind]: return False
     _rec[kind].append(rel); return True
