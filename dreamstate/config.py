@@ -176,10 +176,10 @@ def _env_names(setting: str) -> list[str]:
     return [a or b for a, b in re.findall(r"\$\{(\w+)\}|\$(\w+)", setting)]
 
 def inspect_checkpoint(p: Profile) -> dict:
-    """Check profile `p`'s checkpoint without loading the model: set, present, readable, RWKV-7 keys,
-    World vocabulary. Returns its name, path and shape; raises `ProfileError`."""
+    """Check profile `p`'s checkpoint without loading the model: set, present, readable, RWKV-7 keys, a vocabulary
+    that covers the profile's tokenizer (`tokenizer`). Returns its name, path and shape; raises `ProfileError`."""
     from dreamstate.rwkv7 import config_from_state_dict
-    from dreamstate.data import WorldTokenizer
+    from dreamstate.data import profile_tokenizer
     setting, path = p.checkpoint_setting, str(p.get("checkpoint", "")).strip()
     var = " or ".join(_env_names(setting)) or "the `checkpoint` setting"
     if not path or "$" in path:
@@ -201,9 +201,12 @@ def inspect_checkpoint(p: Profile) -> dict:
     try: cfg = config_from_state_dict(sd, source=str(f))
     except (CheckpointError, ValueError, TypeError) as e:
         raise ProfileError(f"{f} is not an RWKV-7 checkpoint: {str(e).removeprefix(str(f) + ': ')}") from None
-    if cfg.vocab_size != WorldTokenizer.vocab_size:
-        raise ProfileError(f"{f} has a vocabulary of {cfg.vocab_size} tokens but the World tokenizer has "
-                           f"{WorldTokenizer.vocab_size}: profile {p.name!r} needs an RWKV-7 *World* checkpoint")
+    try: tok = profile_tokenizer(p)
+    except ValueError as e: raise ProfileError(f"profile {p.name!r}: {e}") from None
+    if cfg.vocab_size < tok.vocab_size:
+        raise ProfileError(f"{f} has a vocabulary of {cfg.vocab_size} tokens but the tokenizer {type(tok).__name__} has "
+                           f"{tok.vocab_size} (tokenizer = {p.tokenizer}): profile {p.name!r} needs a checkpoint of that vocabulary, "
+                           f"or the tokenizer setting that matches it")
     return {"name": f.name, "path": str(f.resolve()), "bytes": f.stat().st_size, "n_layer": cfg.n_layer,
             "n_embd": cfg.n_embd, "n_head": cfg.n_head, "head_size": cfg.head_size, "vocab_size": cfg.vocab_size,
             "params": int(sum(t.numel() for t in sd.values()))}

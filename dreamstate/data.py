@@ -13,7 +13,8 @@ EOT = 0  # end-of-text id for both tokenizers
 
 # %% auto #0
 __all__ = ['EOT', 'PERSONAS', 'world_vocab_path', 'WorldTokenizer', 'ByteTokenizer', 'Document', 'split_documents',
-           'persona_corpus', 'load_folder', 'load_jsonl', 'corpus_stats', 'load_prompts']
+           'persona_corpus', 'load_folder', 'load_jsonl', 'profile_corpus', 'profile_tokenizer', 'corpus_stats',
+           'load_prompts']
 
 # %% ../nbs/04_data.ipynb #c005
 def world_vocab_path() -> Path:
@@ -272,6 +273,39 @@ def load_jsonl(path: str | Path, seed: int = 0) -> list[Document]:
         docs.append(Document(rec["text"], rec["label"], str(rec.get("id", f"{rec['label']}/{n}"))))
     if not docs: raise ValueError(f"corpus file {path} is empty")
     return split_documents(docs, seed)
+
+# %% ../nbs/04_data.ipynb #c017b
+def profile_corpus(p) -> list[Document]:
+    """The documents of profile `p`: its `corpus` (a folder of `<label>/*.txt` or a `.jsonl`; empty: the generated
+    personas, `docs_per_persona` each), kept to the labels of `personas` when it is set, split by `seed`."""
+    src = str(getattr(p, "corpus", "")).strip()                     # a settings.ini without the setting: the generated personas
+    want = [x.strip() for x in str(getattr(p, "personas", "")).split(",") if x.strip()]
+    if not src: return persona_corpus(p.docs_per_persona, p.seed, want or None)
+    path = Path(src).expanduser()
+    if not path.is_absolute(): path = Path(p.root) / path
+    docs = load_jsonl(path, p.seed) if path.suffix == ".jsonl" else load_folder(path, p.seed)
+    if want:
+        have = sorted({d.label for d in docs})
+        if missing := [x for x in want if x not in have]: raise ValueError(f"personas {missing} are not labels of {path} (it has {have})")
+        docs = [d for d in docs if d.label in want]
+    if short := sorted(l for l in {d.label for d in docs} if sum(d.label == l for d in docs) < 3):
+        raise ValueError(f"{path}: labels {short} have fewer than 3 documents (one each for train, val and test)")
+    return docs
+
+def profile_tokenizer(p):
+    """The tokenizer of profile `p`: bytes for a profile that trains its own LM; for a checkpoint profile its `tokenizer`
+    setting: `world`, `byte`, or `module:name` (a class or factory returning an object with encode, decode, vocab_size)."""
+    if not p.uses_checkpoint: return ByteTokenizer()
+    spec = str(getattr(p, "tokenizer", "world")).strip()
+    if spec in ("world", "byte"): return WorldTokenizer() if spec == "world" else ByteTokenizer()
+    mod, _, name = spec.partition(":")
+    if not (mod and name): raise ValueError(f"tokenizer = {spec!r}: use world, byte or module:name")
+    import importlib
+    try: tok = getattr(importlib.import_module(mod), name)()
+    except (ImportError, AttributeError) as e: raise ValueError(f"tokenizer = {spec!r}: {e}") from None
+    if not all(hasattr(tok, a) for a in ("encode", "decode", "vocab_size")):
+        raise ValueError(f"tokenizer = {spec!r}: {type(tok).__name__} lacks encode, decode or vocab_size")
+    return tok
 
 # %% ../nbs/04_data.ipynb #c019
 def corpus_stats(docs: list[Document], tokenizer=None) -> list[dict]:

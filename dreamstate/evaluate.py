@@ -105,7 +105,7 @@ class StateEvaluation:
     def from_profile(cls, profile=None, device=None) -> "StateEvaluation":
         "The evaluation of a profile: the LM of notebook 05 (or the profile's checkpoint) and the states of notebook 06."
         from dreamstate.config import load_profile
-        from dreamstate.data import persona_corpus
+        from dreamstate.data import profile_corpus
         from dreamstate.dit import profile_layers
         from dreamstate.train import profile_lm
         P = profile if hasattr(profile, "build_dir") else load_profile(profile)
@@ -113,7 +113,7 @@ class StateEvaluation:
         path = P.build_dir / "states"
         if not path.exists(): raise FileNotFoundError(f"{path} not found: notebook 06 writes it (make reproduce PROFILE={P.name} NB=06_states)")
         states = StateDataset.load(path, lm.cfg)
-        return cls(lm, tok, states, persona_corpus(P.docs_per_persona, P.seed), n_per_persona=P.eval_states_per_persona,
+        return cls(lm, tok, states, profile_corpus(P), n_per_persona=P.eval_states_per_persona,
                    sampling_seeds=[P.seed + i for i in range(P.eval_seeds)], next_tokens=P.state_next_tokens, pca_dims=P.eval_pca_dims,
                    norm=P.dit_norm, layers=profile_layers(P, lm.cfg), cut=P.state_cut, cont_tokens=P.eval_cont_tokens,
                    ctrl_per_persona=P.ctrl_per_persona, clf_snippets=P.clf_snippets, seed=P.seed)

@@ -23,11 +23,19 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#0
 # the personas of `dreamstate.data.PERSONAS`, in its order: each keeps its colour in every figure
 PERSONA_ORDER = ("code", "creative", "planning", "arithmetic", "dialogue", "facts")
 
+def _hue(j: int) -> str:
+    "The j-th extra colour: hues a golden angle apart at one lightness and saturation, so any number stay distinct."
+    import colorsys
+    return "#" + "".join(f"{round(255 * x):02X}" for x in colorsys.hls_to_rgb((0.11 + 0.381966 * j) % 1, 0.42, 0.7))
+
 def persona_palette(names=PERSONA_ORDER) -> dict:
-    "A colour per persona in `names`, the same in every figure; names outside `PERSONA_ORDER` take the colours left."
+    """A colour per persona in `names`, the same in every figure; names outside `PERSONA_ORDER` (a corpus of your own)
+    take the palette's two colours left, then hues a golden angle apart, as many as there are names."""
     known = {p: PALETTE[i] for i, p in enumerate(PERSONA_ORDER)}
-    spare = iter(PALETTE[len(PERSONA_ORDER):] + ["#999999"] * len(names))
-    return {n: known[n] if n in known else next(spare) for n in names}
+    extra = [n for n in dict.fromkeys(names) if n not in known]
+    n_hues = max(0, len(extra) - (len(PALETTE) - len(PERSONA_ORDER)))
+    spare = dict(zip(extra, PALETTE[len(PERSONA_ORDER):] + [_hue(j) for j in range(n_hues)]))
+    return {n: known.get(n) or spare[n] for n in names}
 
 def plot_style():
     "Select the Agg backend (when not in a notebook), apply seaborn's theme with the fixed style and palette; returns pyplot."

@@ -228,23 +228,24 @@ def eval_lm_per_label(model, docs, tokenizer, bigram: BigramModel, seq_len: int,
 
 # %% ../nbs/05_train_lm.ipynb #c014
 def check_tokenizer(model, tokenizer):
-    "Raise unless the model's vocabulary is the tokenizer's."
-    if model.cfg.vocab_size != tokenizer.vocab_size:
+    "Raise unless the model's vocabulary covers the tokenizer's ids (a checkpoint's embedding may be padded past them)."
+    if model.cfg.vocab_size < tokenizer.vocab_size:
         raise ValueError(f"the checkpoint has vocab_size={model.cfg.vocab_size} but the tokenizer "
                          f"{type(tokenizer).__name__} has {tokenizer.vocab_size}: wrong checkpoint or tokenizer")
 
 def profile_lm(p, device=None):
     """The language model of profile `p` and its tokenizer, in eval mode on `device` (default `p.device`):
-    a checkpoint profile's RWKV-7 World checkpoint with the World tokenizer, otherwise the byte-level
-    RWKV-7 this notebook trained (`build/<profile>/lm/rwkv7.pth`) with the byte tokenizer."""
+    a checkpoint profile's RWKV-7 checkpoint with the profile's tokenizer (`tokenizer`: World by default), otherwise
+    the byte-level RWKV-7 this notebook trained (`build/<profile>/lm/rwkv7.pth`) with the byte tokenizer."""
     from dreamstate.config import get_device, inspect_checkpoint
-    from dreamstate.data import ByteTokenizer, WorldTokenizer
+    from dreamstate.data import profile_tokenizer
     from dreamstate.rwkv7 import RWKV7
     dev = get_device(p.device if device is None else device)
+    tok = profile_tokenizer(p)
     if p.uses_checkpoint:
-        path, tok = inspect_checkpoint(p)["path"], WorldTokenizer()
+        path = inspect_checkpoint(p)["path"]
     else:
-        path, tok = p.build_dir / "lm" / "rwkv7.pth", ByteTokenizer()
+        path = p.build_dir / "lm" / "rwkv7.pth"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: notebook 05 trains it (make reproduce PROFILE={p.name} NB=05_train_lm)")
     lm = RWKV7.load(path, device=dev)
