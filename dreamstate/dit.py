@@ -21,7 +21,7 @@ from .states import StateStats
 # %% auto #0
 __all__ = ['DIT_PRESETS', 'DiTConfig', 'timestep_embedding', 'TimestepEmbedder', 'DiTBlock', 'DiT', 'StateDiffusionModel',
            'StateDiT', 'CodeDenoiserConfig', 'CodeBlock', 'CodeDenoiser', 'LatentStateModel', 'generate_states',
-           'edit_state', 'state_statistics', 'profile_layers', 'build_state_dit', 'build_latent_model']
+           'edit_state', 'state_statistics', 'profile_layers', 'build_state_dit', 'latent_svd', 'build_latent_model']
 
 # %% ../nbs/08_state_dit.ipynb #c004
 @dataclass
@@ -477,20 +477,36 @@ def build_state_dit(tr, preset: str, norm: str = "channel", ema_decay: float = 0
     return m
 
 # %% ../nbs/08_state_dit.ipynb #c009b-3
-def build_latent_model(tr, k: int, hidden: int = 512, depth: int = 4, norm: str = "channel", ema_decay: float = 0.999,
-                       layers="all", residual: bool = True) -> LatentStateModel:
-    """A `LatentStateModel` for the states of `tr`: per modelled layer, the top `k` principal directions
-    of the normalised training states (SVD), the codes' standard deviations, the code bound and, with
-    `residual`, each persona's mean residual and residual standard deviation per layer."""
-    cfg, names = tr.cfg, tr.label_names
-    nl = cfg.n_layer if layers == "all" else 1
+def _normalised_layers(tr, norm: str, layers) -> tuple[torch.Tensor, dict]:
+    "The modelled WKV states of `tr`, normalised as the state models normalise them, `[n, layers, H·N·N]`, and the statistics."
+    nl = tr.cfg.n_layer if layers == "all" else 1
     st = state_statistics(tr, norm, layers)
     x = ((tr.wkv if layers == "all" else tr.wkv[:, layers:layers + 1]).flatten(1).float() - st["mean"]) / st["std"]
-    x = x.view(len(tr), nl, -1)
+    return x.view(len(tr), nl, -1), st
+
+def latent_svd(tr, norm: str = "channel", layers="all") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per modelled layer, the singular values `S` and right singular vectors `Vh` (float64) of the normalised training
+    states of `tr`: what `build_latent_model` takes its basis from. Computed once, it serves every `k` and training seed
+    (an SVD of the cpu profile's states takes minutes)."""
+    x, _ = _normalised_layers(tr, norm, layers)
+    return [torch.linalg.svd(x[:, l].double(), full_matrices=False)[1:] for l in range(x.shape[1])]
+
+def build_latent_model(tr, k: int, hidden: int = 512, depth: int = 4, norm: str = "channel", ema_decay: float = 0.999,
+                       layers="all", residual: bool = True, svd: list | None = None) -> LatentStateModel:
+    """A `LatentStateModel` for the states of `tr`: per modelled layer, the top `k` principal directions
+    of the normalised training states (SVD), the codes' standard deviations, the code bound and, with
+    `residual`, each persona's mean residual and residual standard deviation per layer. `svd`: `latent_svd(tr, norm,
+    layers)` computed beforehand (the same numbers; saves recomputing it for every model of the same states)."""
+    cfg, names = tr.cfg, tr.label_names
+    x, st = _normalised_layers(tr, norm, layers)
+    nl = x.shape[1]
     if k > min(x.shape[0], x.shape[2]): raise ValueError(f"k={k} components but only {x.shape[0]} states of {x.shape[2]} coordinates per layer")
+    if svd is None: svd = latent_svd(tr, norm, layers)
+    if len(svd) != nl or svd[0][1].shape[1] != x.shape[2]:
+        raise ValueError(f"svd holds {len(svd)} layers of {svd[0][1].shape[1]} coordinates; these states have {nl} of {x.shape[2]}")
     basis, sd = [], []
     for l in range(nl):
-        _, S, Vh = torch.linalg.svd(x[:, l].double(), full_matrices=False)
+        S, Vh = svd[l]
         sdl = S[:k] / math.sqrt(len(tr) - 1)
         basis.append(Vh[:k].float()); sd.append(sdl.clamp_min(1e-6 * float(sdl[0])).float())   # no division by a null direction
     B = torch.stack(basis)

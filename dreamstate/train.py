@@ -18,8 +18,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .rwkv7 import next_token_nll
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'dist_info', 'train', 'token_stream', 'lm_batches', 'lm_loss', 'BigramModel',
-           'eval_lm_per_label', 'check_tokenizer', 'profile_lm']
+__all__ = ['TrainConfig', 'lr_at', 'dist_info', 'train', 'run_in_processes', 'token_stream', 'lm_batches', 'lm_loss',
+           'BigramModel', 'eval_lm_per_label', 'check_tokenizer', 'profile_lm']
 
 # %% ../nbs/05_train_lm.ipynb #c003
 @dataclass
@@ -91,7 +91,8 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
     `batch_fn(step)` → global batch; `loss_fn(model, batch)` → (loss, {name: float});
     `after_step(model, step)` runs after each optimizer step (e.g. an EMA update of buffers or
     frozen submodules, which the checkpoint then carries).
-    Returns the metric rows (also in `out_dir/metrics.csv`). `stop_after` ends early (for tests)."""
+    Returns the metric rows (also in `out_dir/metrics.csv`). `progress`: a progress bar, and a line when it resumes.
+    `stop_after` ends early (for tests)."""
     from tqdm import tqdm
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     rank, world = dist_info()
@@ -108,7 +109,7 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
         start, history = state["step"], state["history"]
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state["rng_cuda"])
-        if rank == 0: print(f"resuming {out_dir} at step {start}", flush=True)
+        if rank == 0 and progress: print(f"resuming {out_dir} at step {start}", flush=True)
     if rank == 0: _write_metrics(out_dir / "metrics.csv", history)
     # a model that leaves some parameters out of some losses says so (e.g. HybridRWKV7 without its diffusion term)
     net = (torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=bool(getattr(model, "ddp_find_unused_parameters", False)))
@@ -143,6 +144,51 @@ def train(model: torch.nn.Module, batch_fn, loss_fn, cfg: TrainConfig, out_dir: 
     bar.close()
     if world > 1: dist.barrier()
     return history
+
+# %% ../nbs/05_train_lm.ipynb #c007b
+def _worker(job, conn):
+    "A forked worker: one torch thread, no output to the parent's streams; the traceback goes back through `conn`."
+    import sys, traceback
+    code = 0
+    try:
+        sys.stdout = sys.stderr = open(os.devnull, "w")      # a notebook kernel's streams are sockets: not the child's to use
+        torch.set_num_threads(1)
+        job()
+    except BaseException:
+        conn.send(traceback.format_exc()); code = 1
+    finally:
+        conn.close()
+        os._exit(code)                                      # no exit handlers of the parent (a kernel's) run in the child
+
+def run_in_processes(jobs, processes: int | None = None, device="cpu") -> int:
+    """Run the zero-argument callables `jobs` in forked worker processes, at most `processes` at a time (default: the
+    CPU count), each with one torch thread, and wait for them; returns how many ran in workers. A job's result is what it
+    writes (a checkpoint): the caller repeats the same calls afterwards and finds them done. A failed job raises
+    `RuntimeError` with its traceback. Nothing runs (0) for a `device` other than the CPU (CUDA does not survive a fork),
+    with one process, or without `fork`: the caller's own calls then do all the work."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+    jobs, processes = list(jobs), processes or os.cpu_count() or 1
+    if torch.device(device).type != "cpu" or processes < 2 or len(jobs) < 2 or "fork" not in mp.get_all_start_methods(): return 0
+    ctx, waiting, running, failed = mp.get_context("fork"), list(enumerate(jobs)), {}, []
+    while waiting or running:
+        while waiting and len(running) < processes:
+            i, job = waiting.pop(0)
+            recv, send = ctx.Pipe(duplex=False)
+            w = ctx.Process(target=_worker, args=(job, send), daemon=True); w.start(); send.close()
+            running[i] = (w, recv)
+        done = wait([w.sentinel for w, _ in running.values()])
+        for i in [i for i, (w, _) in running.items() if w.sentinel in done]:
+            w, recv = running.pop(i)
+            try: msg = recv.recv()                             # a failed job's traceback; EOF when it succeeded
+            except EOFError: msg = None
+            w.join()
+            if w.exitcode != 0: failed.append(f"job {i} (exit code {w.exitcode}):\n{msg or 'no traceback (killed?)'}")
+        if failed:
+            for w, _ in running.values(): w.terminate(); w.join()
+            raise RuntimeError("run_in_processes: " + "\n".join(failed))
+    return len(jobs)
+
 
 # %% ../nbs/05_train_lm.ipynb #c009
 def token_stream(docs, tokenizer, split: str = "train", label: str | None = None) -> torch.Tensor:

@@ -154,6 +154,19 @@ def _tiny_states(n_per=20, seed=0):
                         model_config=dict(vars(rc))), rc
 
 
+def test_latent_model_from_a_precomputed_svd():
+    "One SVD serves every model of the same states: the same basis, codes and residuals; an SVD of other states is refused."
+    from dreamstate.dit import build_latent_model, latent_svd
+    tr, rc = _tiny_states()
+    svd = latent_svd(tr)
+    for k in (2, 7):
+        torch.manual_seed(0); a = build_latent_model(tr, k=k, hidden=16, depth=1)
+        torch.manual_seed(0); b = build_latent_model(tr, k=k, hidden=16, depth=1, svd=svd)
+        for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()): assert torch.equal(x, y), n
+    with pytest.raises(ValueError, match="svd holds"):
+        build_latent_model(tr, k=2, hidden=16, depth=1, layers=1, svd=svd)     # 2 layers' SVD for a 1-layer model
+
+
 def test_latent_model_codes_generation_and_checkpoint(tmp_path):
     from dreamstate.dit import LatentStateModel, build_latent_model
     tr, rc = _tiny_states()

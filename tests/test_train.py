@@ -7,7 +7,7 @@ import torch
 
 from dreamstate.data import ByteTokenizer, persona_corpus
 from dreamstate.rwkv7 import RWKV7, RWKV7Config
-from dreamstate.train import BigramModel, TrainConfig, check_tokenizer, lm_batches, lm_loss, lr_at, token_stream, train
+from dreamstate.train import BigramModel, TrainConfig, check_tokenizer, lm_batches, lm_loss, lr_at, run_in_processes, token_stream, train
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,6 +31,32 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path):
     assert not list((tmp_path / "b").glob(".*tmp"))
     rows = (tmp_path / "b" / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 11 and rows[0].startswith("step,loss")
+
+
+def test_runs_in_worker_processes_then_resume_to_the_same_weights(tmp_path):
+    """Runs trained in forked workers leave finished checkpoints: the same calls in this process then train no step and
+    return the runs' history and weights, equal to runs done here (one thread in both); a failing job raises with its
+    traceback; on another device, nothing runs in workers."""
+    stream = torch.randint(1, 64, (5000,), generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=6, lr=1e-2, warmup=2, ckpt_every=6, log_every=1)
+    def run(seed, out):
+        m = _tiny()
+        return m, train(m, lm_batches(stream, 4, 32, seed=seed), lm_loss, TrainConfig(**{**cfg.__dict__, "seed": seed}), out, progress=False)
+    threads = torch.get_num_threads()
+    assert run_in_processes([lambda s=s: run(s, tmp_path / f"w{s}") for s in (1, 2, 3)], processes=2) == 3
+    torch.set_num_threads(1)
+    try:
+        for s in (1, 2, 3):
+            mw, hw = run(s, tmp_path / f"w{s}")                      # resumed at its last step: trains nothing
+            mh, hh = run(s, tmp_path / f"h{s}")                      # trained here
+            assert [r["loss"] for r in hw] == [r["loss"] for r in hh] and len(hw) == 6
+            for p, q in zip(mw.parameters(), mh.parameters()): assert torch.equal(p, q)
+    finally:
+        torch.set_num_threads(threads)
+    def fails(): raise KeyError("no such fact")
+    with pytest.raises(RuntimeError, match="KeyError: 'no such fact'"):
+        run_in_processes([lambda: None, fails], processes=2)
+    assert run_in_processes([fails, fails], device="meta") == 0 and run_in_processes([fails, fails], processes=1) == 0
 
 
 def test_lr_schedule():
