@@ -216,7 +216,6 @@ class StateEvaluation:
                       **dict(zip(("precision", "recall"), knn_precision_recall(Zte[yte == i], Ztr[sub]))),
                       **dict(zip(("density", "coverage"), density_coverage(Zte[yte == i], Ztr[sub]))),
                       **dict(zip(("mean_precision", "mean_recall"), knn_precision_recall(Zte[yte == i], one))),
-                      "mean_coverage": density_coverage(Zte[yte == i], np.repeat(Ztr[ytr == i].mean(0, keepdims=True), (yte == i).sum(), 0))[1],
                       "other_coverage": density_coverage(Zte[yte == i], Ztr[others])[1],
                       "copies": float(np.median(nn_distance(Ztr[sub], Ztr)))}
         fl = self.floor = {k: float(np.mean([ref[i][k] for i in range(self.K)])) for k in ref[0]}
