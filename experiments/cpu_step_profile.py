@@ -97,15 +97,18 @@ def measure(which: str, profile: str, compiled: bool, steps: int, ops: bool) -> 
     return out
 
 
-def run_child(which, profile, threads, compiled, steps, ops):
+def run_child(which, profile, threads, compiled, steps, ops, capture_err=False):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--child", which, profile, str(int(compiled)), str(steps), str(int(ops))]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE if capture_err else None, text=True)
 
 
-def result_of(proc) -> dict:
-    out, _ = proc.communicate()
-    if proc.returncode != 0: raise RuntimeError(f"child failed ({proc.returncode})")
+def result_of(proc, may_fail: bool = False) -> dict:
+    "The child's measurement; with `may_fail`, a failed child gives {'error': its last error line} instead of raising."
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        if not may_fail: raise RuntimeError(f"child failed ({proc.returncode})")
+        return {"error": next((l for l in reversed((err or "").splitlines()) if "Error" in l), f"exit code {proc.returncode}")[:300]}
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -127,9 +130,11 @@ def main():
         row["speedup_2threads"] = one["seconds_per_step"] / two["seconds_per_step"]
         row["speedup_two_processes"] = 2 * one["seconds_per_step"] / row["s_per_step_1thread_two_processes"]
         if which in COMPILED:
-            c = result_of(run_child(which, a.profile, 2, True, a.steps, False))
-            row["s_per_step_compiled_2threads"], row["compile_seconds"] = c["seconds_per_step"], c["warmup_seconds"]
-            row["compile_speedup"] = two["seconds_per_step"] / c["seconds_per_step"]
+            c = result_of(run_child(which, a.profile, 2, True, a.steps, False, capture_err=True), may_fail=True)
+            if "error" in c: row["compile_error"] = c["error"]      # torch.compile failed on this model: reported, not hidden
+            else:
+                row["s_per_step_compiled_2threads"], row["compile_seconds"] = c["seconds_per_step"], c["warmup_seconds"]
+                row["compile_speedup"] = two["seconds_per_step"] / c["seconds_per_step"]
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "top_ops_2threads"}), flush=True)
     out = write_result(result_path(a, "cpu_step_profile"), a.profile, {
