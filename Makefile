@@ -32,12 +32,11 @@ sync-check: install
 	  bad and sys.exit('nbdev-clean would change nbs/' + ', nbs/'.join(bad) + ': run .venv/bin/nbdev-clean and commit')"
 	@echo "notebooks and package in sync, notebooks clean"
 
-# pytest in two processes, one test file each at a time (a file's fixtures are built once): the paper-smoke
-# end-to-end test alone takes ≈ 4 min, the other files together about as long
+# pytest in two processes: the two end-to-end runs (`make reproduce` of the smoke and paper-smoke profiles, tests
+# marked end_to_end) start first, one per process, and the other tests fill in around them
 test: install sync-check browser
 	$(BIN)/nbdev-test --n-workers 2 --timing
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
-	$(MAKE) reproduce PROFILE=smoke
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 reproduce: install
 	$(BIN)/dreamstate-reproduce --profile $(PROFILE) $(if $(NB),--nb $(NB))

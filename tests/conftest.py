@@ -79,3 +79,10 @@ def blinkdl_ckpt(request, tmp_path):
     path = tmp_path / "random.pth"
     torch.save(sd, path)
     return path, s
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end runs (`end_to_end` marker) first, in file order: under `make test`'s `pytest -n 2 --dist loadgroup`
+    the first two scopes go to different workers, so the two long runs start at once, side by side, and the other
+    tests fill in around them."""
+    items.sort(key=lambda it: it.get_closest_marker("end_to_end") is None)

@@ -182,6 +182,7 @@ def _snapshot(folder: Path) -> dict:
     return {str(f.relative_to(folder)): f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()}
 
 
+@pytest.mark.end_to_end
 def test_paper_smoke_end_to_end(tmp_path):
     """`DREAMSTATE_CHECKPOINT=… make reproduce PROFILE=paper-smoke` on a random-weight World checkpoint (L=2, C=64,
     head size 32), every notebook, into build/paper-smoke/ only."""
