@@ -82,7 +82,6 @@ def blinkdl_ckpt(request, tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The end-to-end runs (`end_to_end` marker) first, in file order: under `make test`'s `pytest -n 2 --dist loadgroup`
-    the first two scopes go to different workers, so the two long runs start at once, side by side, and the other
-    tests fill in around them."""
+    """The end-to-end run (`end_to_end` marker) first: under `make test`'s `pytest -n 2 --dist loadgroup` the first scope
+    goes to the first worker, so the longest test starts at once and the other tests fill the other worker."""
     items.sort(key=lambda it: it.get_closest_marker("end_to_end") is None)
