@@ -82,6 +82,6 @@ def blinkdl_ckpt(request, tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The end-to-end run (`end_to_end` marker) first: under `make test`'s `pytest -n 2 --dist loadgroup` the first scope
-    goes to the first worker, so the longest test starts at once and the other tests fill the other worker."""
+    """The end-to-end run (`end_to_end` marker) first: under `make test`'s `pytest -n 2 --dist loadfile` its file is the first
+    scope, sent to the first worker, so the longest test starts at once and the other files fill the other worker."""
     items.sort(key=lambda it: it.get_closest_marker("end_to_end") is None)
