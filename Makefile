@@ -32,9 +32,10 @@ sync-check: install
 	  bad and sys.exit('nbdev-clean would change nbs/' + ', nbs/'.join(bad) + ': run .venv/bin/nbdev-clean and commit')"
 	@echo "notebooks and package in sync, notebooks clean"
 
-# pytest in two processes, a test file each at a time: the file of its end-to-end run (`make reproduce PROFILE=paper-smoke`,
-# marked end_to_end and collected first) starts at once in one, the other files fill the other; then the smoke profile end to end. (Two `make reproduce` runs side by side
-# failed: both runs' kernels stopped starting at the same notebook.)
+# pytest in two processes, a test file each at a time: the file of its end-to-end run (`make reproduce
+# PROFILE=paper-smoke`, marked end_to_end and collected first) starts at once in one, the other files fill the other;
+# then the smoke profile end to end. (Two `make reproduce` runs side by side failed: both runs' kernels stopped
+# starting at the same notebook.)
 test: install sync-check browser
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
