@@ -33,8 +33,7 @@ def build(which: str, P):
         from dreamstate.diffusion import Diffusion
         from dreamstate.dit import build_latent_model, build_state_dit, latent_svd
         from dreamstate.states import StateDataset
-        lm_cfg = RWKV7Config(vocab_size=256, n_layer=P.lm_n_layer, n_embd=P.lm_n_embd, head_size=P.lm_head_size)
-        tr = StateDataset.load(P.build_dir / "states", lm_cfg).split("train")
+        tr = StateDataset.load(P.build_dir / "states").split("train")      # its own model config, written by notebook 06
         if which == "dit":
             m = build_state_dit(tr, P.dit_preset, P.dit_norm, P.dit_ema, "all"); X, B = m.to_image(tr.wkv), P.dit_batch
         else:
