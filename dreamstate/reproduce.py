@@ -6,7 +6,7 @@ and the executed `cpu` notebooks written back into `nbs/`."""
 
 # %% ../nbs/00d_reproduce.ipynb #r002
 from __future__ import annotations
-import hashlib, json, os, platform, re, sys, time
+import hashlib, json, os, platform, re, sys, tempfile, time
 from pathlib import Path
 
 import torch
@@ -232,13 +232,17 @@ def _rel(p: Path) -> str:
 
 def _execute(pm, path: Path, out: Path, profile: str, kernel: str, root: Path, failed: Path, record: Path):
     """papermill, quietly, the kernel recording into `record`; a notebook that fails is kept as `failed` (never under
-    its finished name). The kernel talks over local IPC sockets, not TCP: ipykernel has no plain-TCP warning to print."""
+    its finished name). The kernel talks over local IPC sockets, not TCP (ipykernel has no plain-TCP warning to print),
+    in a folder of this run's own: jupyter's default names them `kernel-ipc-1`, `-2`, … in the working folder, so two
+    runs in one checkout (two profiles side by side) would race for the same names."""
     from traitlets.config import Config
     os.environ.update(DREAMSTATE_RECORD=str(record), DREAMSTATE_ROOT=str(root), DREAMSTATE_PROFILE=profile)
-    try: pm.execute_notebook(str(path), str(out), parameters={"profile": profile}, kernel_name=kernel,
-                             cwd=str(root / "nbs"), progress_bar=False, log_output=False,
-                             config=Config({"KernelManager": {"transport": "ipc"}}),
-                             extra_arguments=[f"--IPKernelApp.exec_lines={_START_RECORD}"])
+    try:
+        with tempfile.TemporaryDirectory(prefix="ds-kernel-") as sockets:
+            pm.execute_notebook(str(path), str(out), parameters={"profile": profile}, kernel_name=kernel,
+                                cwd=str(root / "nbs"), progress_bar=False, log_output=False,
+                                config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "k")}}),
+                                extra_arguments=[f"--IPKernelApp.exec_lines={_START_RECORD}"])
     except pm.PapermillExecutionError:
         if out.exists(): os.replace(out, failed)
         raise

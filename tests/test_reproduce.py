@@ -419,3 +419,25 @@ def test_sync_check_compares_the_bytes_nbdev_clean_writes(project):
     nb = json.loads(f.read_text())
     f.write_text(json.dumps(dict(reversed(list(nb.items()))), indent=2) + "\n")          # same JSON, other bytes
     assert json.loads(f.read_text()) == nb and notebooks_to_clean(root) == ["00_a.ipynb"]
+
+
+def test_two_profiles_side_by_side_in_one_checkout(project):
+    """Each run's kernels talk over IPC sockets in a folder of their own, gone after the run: jupyter's default names
+    (`kernel-ipc-1`, … in the notebooks' folder) made two profiles run at once in one checkout race for the same sockets."""
+    import subprocess, sys
+    root, log = project
+    (root / "settings.ini").write_text((root / "settings.ini").read_text() + "[side]\ninherits = smoke\n")
+    probe = ("from ipykernel.kernelapp import IPKernelApp\n"
+             f"open({str(root / 'ips.txt')!r}, 'a').write(IPKernelApp.instance().ip + '\\n')")
+    _nb(root / "nbs" / "02_ip.ipynb", _uses(root) + probe)
+    run = "from pathlib import Path; from dreamstate.reproduce import reproduce; reproduce({!r}, root=Path({!r}))"
+    procs = [subprocess.Popen([sys.executable, "-c", run.format(p, str(root))], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for p in ("smoke", "side")]
+    outs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert sorted(_runs(log)) == ["00_a side", "00_a smoke", "01_b side", "01_b smoke"]
+    ips = (root / "ips.txt").read_text().split()
+    assert len(ips) == 2 and len(set(ips)) == 2                         # one socket folder per run
+    for ip in ips:
+        assert Path(ip).is_absolute() and not Path(ip).is_relative_to(root) and not Path(ip).parent.exists()
+    assert not list((root / "nbs").glob("kernel-ipc*"))
