@@ -1,7 +1,8 @@
 """`HybridRWKV7`: an RWKV-7 core whose receptance, key and value matrices are modulated per
 example by low-rank updates generated from a global context, a context encoder that reads
 that context in parallel, a diffusion model over the generated updates, and the
-multi-objective loss. Also the key–value facts task, where the answer is only in the context, its
+multi-objective loss; or the core's initial WKV state generated from the same context, instead of
+or beside the update (`HybridConfig.generate`). Also the key–value facts task, where the answer is only in the context, its
 tokenisation for any tokenizer (`tokenize_kv`), and what a checkpoint profile needs to start the
 hybrid and its baselines from a pretrained core (`HybridRWKV7.load_core`, `widen_ffn`)."""
 
@@ -84,10 +85,22 @@ class HybridConfig:
     lambda_reg: float = 1e-3
     first_token_only: bool = False   # condition on the first context token alone (the paper's code)
     freeze_alpha: bool = False       # α fixed at 0: a plain RWKV-7 (sanity check)
+    generate: str = "weights"        # what the context generates: "weights" (ΔW), "state" (the initial WKV state) or "both"
+    state_rank: int = 8              # r_s of each head's generated state S₀ = β P Σ(c) Qᵀ
+    beta0: float = 1.0               # β at step 0 (the same derivation as α's)
 
     def __post_init__(self):
         if self.coef not in ("matrix", "diag"): raise ValueError(f"coef must be 'matrix' or 'diag', got {self.coef!r}")
         if self.rank < 1: raise ValueError(f"rank must be ≥ 1, got {self.rank}")
+        if self.generate not in ("weights", "state", "both"):
+            raise ValueError(f"generate must be 'weights', 'state' or 'both', got {self.generate!r}")
+        if self.state_rank < 1: raise ValueError(f"state_rank must be ≥ 1, got {self.state_rank}")
+
+    @property
+    def makes_weights(self) -> bool: return self.generate in ("weights", "both")
+
+    @property
+    def makes_state(self) -> bool: return self.generate in ("state", "both")
 
     @property
     def coef_shape(self) -> tuple[int, ...]:
@@ -170,13 +183,14 @@ class HybridOutput:
     terms: dict[str, torch.Tensor] | None = None
 
 # %% ../nbs/10_hybrid.ipynb #c007-h1
-def _init_low_rank(L: int, C: int, r: int, d: int, n_coef: int, head_init: float):
-    """The head `nn.Linear(d, L·3·n_coef)` and U, V `[L,3,C,r]` of ΔW = U S(c) Vᵀ, drawn in this order from the global RNG."""
-    head = nn.Linear(d, L * 3 * n_coef)
+def _init_low_rank(L: int, C: int, r: int, d: int, n_coef: int, head_init: float, m: int = 3):
+    """The head `nn.Linear(d, L·m·n_coef)` and U, V `[L,m,C,r]` of U S(c) Vᵀ, drawn in this order from the global RNG: m = 3
+    matrices (r, k, v) of size C for ΔW, or m = H heads of size N for a generated state."""
+    head = nn.Linear(d, L * m * n_coef)
     # s(c) of size ε, scaled so that ‖ΔW‖ at initialisation does not depend on the form: E‖S‖²_F = ε² r for both
     nn.init.normal_(head.weight, std=head_init * (d * n_coef / r) ** -0.5); nn.init.zeros_(head.bias)
-    U = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
-    V = nn.Parameter(torch.randn(L, 3, C, r) / math.sqrt(C))
+    U = nn.Parameter(torch.randn(L, m, C, r) / math.sqrt(C))
+    V = nn.Parameter(torch.randn(L, m, C, r) / math.sqrt(C))
     return head, U, V
 
 # %% ../nbs/10_hybrid.ipynb #c007-h3
@@ -213,7 +227,8 @@ def _update_running_rms(rms: torch.Tensor, updates: torch.Tensor, s: torch.Tenso
 
 # %% ../nbs/10_hybrid.ipynb #c007-1
 class HybridRWKV7(nn.Module):
-    """RWKV-7 core + context encoder + ΔW head + parameter denoiser; `forward(ctx, ctx_mask, tokens)`. Every
+    """RWKV-7 core + context encoder + what the context generates (`hcfg.generate`: the ΔW head with its parameter
+    denoiser, the initial WKV state's head, or both); `forward(ctx, ctx_mask, tokens)`. Every
     parameter is drawn from `seed` (the core's BlinkDL initialisation from its own generator, the rest from the
     torch RNG seeded with `seed` under `torch.random.fork_rng`): one seed gives one model, whatever was drawn
     before, and building one leaves the caller's RNG as it was."""
@@ -226,10 +241,17 @@ class HybridRWKV7(nn.Module):
             self.core = RWKV7(cfg).init_weights(seed=seed)
             self.encoder = ContextEncoder(cfg.vocab_size, d, hcfg.ctx_depth, hcfg.ctx_heads)
             self.n_coef = math.prod(hcfg.coef_shape)                    # generated numbers per matrix: r² or r
-            self.head, self.U, self.V = _init_low_rank(L, C, r, d, self.n_coef, hcfg.head_init)
-            a0 = 0.0 if hcfg.freeze_alpha else hcfg.alpha0
-            self.alpha = nn.Parameter(torch.full((L, 3), a0), requires_grad=not hcfg.freeze_alpha)
-            self.denoiser = ParamDenoiser(L * 3 * self.n_coef, d, hcfg.denoiser_hidden, hcfg.denoiser_depth)
+            self.head = self.U = self.V = self.alpha = self.denoiser = None
+            if hcfg.makes_weights:
+                self.head, self.U, self.V = _init_low_rank(L, C, r, d, self.n_coef, hcfg.head_init)
+                a0 = 0.0 if hcfg.freeze_alpha else hcfg.alpha0
+                self.alpha = nn.Parameter(torch.full((L, 3), a0), requires_grad=not hcfg.freeze_alpha)
+                self.denoiser = ParamDenoiser(L * 3 * self.n_coef, d, hcfg.denoiser_hidden, hcfg.denoiser_depth)
+            self.state_head = self.P = self.Q = self.beta = None
+            if hcfg.makes_state:      # drawn last: a "both" model's ΔW parts are those of the "weights" model of its seed
+                rs = hcfg.state_rank
+                self.state_head, self.P, self.Q = _init_low_rank(L, cfg.head_size, rs, d, rs * rs, hcfg.head_init, m=cfg.n_head)
+                self.beta = nn.Parameter(torch.full((L,), hcfg.beta0))
         # ρ: running rms of the generated coefficients (the denoiser works on s/ρ), and how many updates it has had
         self.register_buffer("coef_rms", torch.ones(()))
         self.register_buffer("coef_updates", torch.zeros((), dtype=torch.long))
@@ -244,33 +266,66 @@ class HybridRWKV7(nn.Module):
         "Context tokens `[B,Tc]` (mask `[B,Tc]`, True = real) → z `[B,d]`, read in parallel."
         return self.encoder(*_check_context(ctx, mask, self.hcfg))
 
+    def _needs(self, part: str):
+        if part == "weights" and self.head is None or part == "state" and self.state_head is None:
+            raise ValueError(f"this hybrid generates no {'ΔW' if part == 'weights' else 'initial state'} "
+                             f"(HybridConfig.generate = {self.hcfg.generate!r})")
+
     def coefficients(self, z: torch.Tensor) -> torch.Tensor:
         "The head's generated parameters s(c): `[B, L, 3, r, r]` (coef = matrix) or `[B, L, 3, r]` (diag)."
+        self._needs("weights")
         return self.head(z).view(-1, self.cfg.n_layer, 3, *self.hcfg.coef_shape)
 
     def delta_norm2(self, s: torch.Tensor) -> torch.Tensor:
         "Σ_{ℓ,m} ‖α ΔW‖²_F per example, exactly: α² tr(Sᵀ (UᵀU) S (VᵀV)) (for a diagonal, α² sᵀ((UᵀU)⊙(VᵀV)) s)."
+        self._needs("weights")
         return _low_rank_norm2(self.U, self.V, self.alpha, s, self.hcfg.coef)
 
     def delta_weights(self, s: torch.Tensor) -> torch.Tensor:
         "The updates α ΔW(c) themselves, `[B, L, 3, C, C]` (for checks and diagnostics; the forward pass never forms them)."
+        self._needs("weights")
         return _low_rank_weights(self.U, self.V, self.alpha, s, self.hcfg.coef)
+
+    def state_coefficients(self, z: torch.Tensor) -> torch.Tensor:
+        "The generated state's coefficients Σ(c): `[B, L, H, r_s, r_s]`."
+        self._needs("state")
+        rs = self.hcfg.state_rank
+        return self.state_head(z).view(-1, self.cfg.n_layer, self.cfg.n_head, rs, rs)
+
+    def initial_state(self, sigma: torch.Tensor) -> RWKVState:
+        """The `RWKVState` the core starts from: WKV `S₀[ℓ,h] = β_ℓ P_ℓh Σ_ℓh(c) Q_ℓhᵀ` `[L,B,H,N,N]` (float32), token
+        shifts zero (the state of a core that has read nothing but holds the generated memory)."""
+        self._needs("state")
+        L, B = self.cfg.n_layer, sigma.shape[0]
+        wkv = _low_rank_weights(self.P, self.Q, self.beta[:, None].expand(L, self.cfg.n_head), sigma, "matrix")
+        shift = torch.zeros(L, B, self.cfg.n_embd, device=sigma.device, dtype=sigma.dtype)
+        return RWKVState(wkv.transpose(0, 1).float(), shift, shift.clone())
+
+    def state_norm2(self, sigma: torch.Tensor) -> torch.Tensor:
+        "Σ_{ℓ,h} ‖S₀[ℓ,h]‖²_F per example, exactly (the Gram-matrix form of `delta_norm2`)."
+        self._needs("state")
+        return _low_rank_norm2(self.P, self.Q, self.beta[:, None].expand(self.cfg.n_layer, self.cfg.n_head), sigma, "matrix")
 
     @property
     def ddp_find_unused_parameters(self) -> bool:
         "Without the diffusion loss the denoiser takes no part in the loss; DDP must be told (read by `train`)."
-        return self.hcfg.lambda_diff == 0
+        return self.denoiser is not None and self.hcfg.lambda_diff == 0
 
     def forward(self, ctx, ctx_mask, tokens, s: torch.Tensor | None = None, state: RWKVState | None = None,
                 diffusion: Diffusion | None = None, generator=None, win_mask: torch.Tensor | None = None) -> HybridOutput:
-        """`HybridOutput` with the logits `[B,T,V]` of `tokens` read by the core with W(c); `s` overrides the head's
-        coefficients. With `diffusion`, `tokens` is a window `[B,T+1]` and the output also carries the training
+        """`HybridOutput` with the logits `[B,T,V]` of `tokens` read by the core with W(c) from the state S₀(c) (what
+        `hcfg.generate` makes; the zero state when it makes no state); `s` overrides the head's coefficients and
+        `state` the generated state. With `diffusion`, `tokens` is a window `[B,T+1]` and the output also carries the training
         objective (`loss`, `terms`; the logits are those of `tokens[:, :-1]`): computed inside `forward`, so that DistributedDataParallel sees every
         parameter the loss uses (the context encoder and the denoiser included); `win_mask` `[B,T]` marks
         the real targets of windows padded at the end (None: all real)."""
         if diffusion is not None: return self._objective(ctx, ctx_mask, tokens, diffusion, generator, win_mask)
-        if s is None: s = self.coefficients(self.encode(ctx, ctx_mask))
-        return HybridOutput(self.core(tokens, state, delta=self.delta(s))[0])
+        if s is not None: self._needs("weights")
+        z = None
+        if s is None and self.head is not None: s = self.coefficients(z := self.encode(ctx, ctx_mask))
+        if state is None and self.state_head is not None:
+            state = self.initial_state(self.state_coefficients(self.encode(ctx, ctx_mask) if z is None else z))
+        return HybridOutput(self.core(tokens, state, delta=None if s is None else self.delta(s))[0])
 
     def delta(self, s: torch.Tensor) -> list[dict]:
         "The core's `delta` argument for coefficients `s`: per layer, {projection: x ↦ α U S(c) Vᵀ x}."
@@ -278,16 +333,20 @@ class HybridRWKV7(nn.Module):
                  for j, m in enumerate(MATS)} for l in range(self.cfg.n_layer)]
 
     def _objective(self, ctx, mask, win, diffusion: Diffusion, generator=None, win_mask=None):
-        "LM cross-entropy (over the real targets) + λ_reg ‖αΔW‖² + λ_diff · denoising loss on (ctx, mask, window)."
+        """LM cross-entropy (over the real targets) + λ_reg (‖αΔW‖² + ‖S₀‖²) + λ_diff · denoising loss of the ΔW
+        coefficients, on (ctx, mask, window)."""
         z = self.encode(ctx, mask)
-        s = self.coefficients(z)
-        logits = self(ctx, mask, win[:, :-1], s=s).logits
+        s = self.coefficients(z) if self.head is not None else None
+        sigma = self.state_coefficients(z) if self.state_head is not None else None
+        state = None if sigma is None else self.initial_state(sigma)
+        logits = self(ctx, mask, win[:, :-1], s=s, state=state).logits if s is not None else self.core(win[:, :-1], state)[0]
         ce = next_token_nll(logits, win[:, 1:], win_mask)
-        reg = self.delta_norm2(s).mean()
+        reg = self.delta_norm2(s).mean() if s is not None else self.state_norm2(sigma).mean()
+        if s is not None and sigma is not None: reg = reg + self.state_norm2(sigma).mean()
         loss = ce + self.hcfg.lambda_reg * reg
         diff = torch.zeros((), device=ce.device)
-        if self.training: self.update_coef_rms(s)
-        if self.hcfg.lambda_diff > 0:
+        if self.training and s is not None: self.update_coef_rms(s)
+        if self.denoiser is not None and self.hcfg.lambda_diff > 0:
             diff = diffusion.loss(self.denoiser, s.detach().flatten(1) / self.coef_rms, z, null_label=0.0, p_uncond=0.1, generator=generator)
             loss = loss + self.hcfg.lambda_diff * diff
         return HybridOutput(logits, loss, {"ce": ce.detach(), "diffusion": diff.detach(), "reg": reg.detach()})
@@ -301,6 +360,7 @@ class HybridRWKV7(nn.Module):
     def sample_coefficients(self, z: torch.Tensor, diffusion: Diffusion, steps: int = 25, seed: int = 0) -> torch.Tensor:
         """s ~ p(s | c) from the denoiser: `steps` network evaluations of `Diffusion.sample` (DPM-Solver++(2M) on
         times uniform in log-SNR) from pure noise; shaped like `coefficients`."""
+        self._needs("weights")
         g = torch.Generator(device=z.device).manual_seed(seed)
         x = torch.randn(z.shape[0], self.cfg.n_layer * 3 * self.n_coef, generator=g, device=z.device)
         return (diffusion.sample(self.denoiser, x, z, steps=steps) * self.coef_rms).view(-1, self.cfg.n_layer, 3, *self.hcfg.coef_shape)
@@ -308,14 +368,16 @@ class HybridRWKV7(nn.Module):
 # %% ../nbs/10_hybrid.ipynb #c007-2
 def hybrid_loss(model: HybridRWKV7, batch, diffusion: Diffusion, generator=None):
     """The multi-objective loss on a batch (ctx, ctx_mask, window[, window target mask]); returns (loss, per-term
-    metrics). `model` may be DDP-wrapped. A target mask that is all True is the same as none."""
+    metrics, α and β included). `model` may be DDP-wrapped. A target mask that is all True is the same as none."""
     net = model.module if hasattr(model, "module") else model
     dev = next(net.parameters()).device
     ctx, mask, win, *rest = (t.to(dev) for t in batch)
     win_mask = rest[0] if rest and not bool(rest[0].all()) else None
     out = model(ctx, mask, win, diffusion=diffusion, generator=generator, win_mask=win_mask)
     metrics = {k: v.item() for k, v in out.terms.items()}
-    metrics.update({f"alpha_{l}_{m[0]}": net.alpha[l, j].item() for l in range(net.cfg.n_layer) for j, m in enumerate(MATS)})
+    if net.alpha is not None:
+        metrics.update({f"alpha_{l}_{m[0]}": net.alpha[l, j].item() for l in range(net.cfg.n_layer) for j, m in enumerate(MATS)})
+    if net.beta is not None: metrics.update({f"beta_{l}": net.beta[l].item() for l in range(net.cfg.n_layer)})
     return out.loss, metrics
 
 # %% ../nbs/10_hybrid.ipynb #c007f
@@ -324,6 +386,7 @@ def fit_denoiser(model: HybridRWKV7, batch_fn, diffusion: Diffusion, steps: int,
     """Fit the parameter denoiser to the trained (frozen) encoder and head: `steps` Adam steps on the denoising
     loss of s(c)/ρ for the contexts of `batch_fn(step)` (→ ctx, mask, ...); ρ is first set to the rms of s over
     the first 10 batches. Returns the loss per step. The LM path is untouched (its logits do not change)."""
+    model._needs("weights")
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()

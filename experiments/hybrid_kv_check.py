@@ -66,7 +66,7 @@ def kv_batches(P, seed):
     return f
 
 
-def run(P, kind, steps, coef="matrix", rho=True, fit=0, **sizes):
+def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", **sizes):
     """One run of profile `P`'s task: train for `steps` steps, then the answer accuracies. `sizes` overrides the
     profile's rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init and alpha0 (`P.hyb_<name>`)."""
     rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init, alpha0 = (
@@ -77,7 +77,8 @@ def run(P, kind, steps, coef="matrix", rho=True, fit=0, **sizes):
     DIFF = Diffusion(prediction=P.hyb_diff_prediction)
     core = RWKV7Config(vocab_size=256, n_layer=n_layer, n_embd=n_embd, head_size=P.hyb_head_size)
     hc = HybridConfig(rank=rank, ctx_dim=ctx_dim, ctx_depth=P.hyb_ctx_depth, ctx_heads=P.hyb_ctx_heads, max_ctx=1024,
-                      alpha0=alpha0, head_init=head_init, lambda_diff=lambda_diff, lambda_reg=lambda_reg, coef=coef)
+                      alpha0=alpha0, head_init=head_init, lambda_diff=lambda_diff, lambda_reg=lambda_reg, coef=coef,
+                      generate=generate)
     if kind == "prefix":
         torch.manual_seed(SEED)
         m = RWKV7(core).init_weights(seed=SEED)
@@ -113,7 +114,7 @@ def run(P, kind, steps, coef="matrix", rho=True, fit=0, **sizes):
     with torch.no_grad():
         hit2 = logits(ctx2, win2[:, :-1]).argmax(-1) == win2[:, 1:]
     out[f"acc_{KMIN}_facts"] = float(hit2.view(len(ex2), -1, 8)[:, :, 4:7].all(-1).float().mean())
-    if kind != "prefix" and lambda_diff > 0:
+    if kind != "prefix" and lambda_diff > 0 and generate != "state":
         with torch.no_grad(): z = m.encode(ctx)
         out["acc_sampled"] = acc(ctx, m.sample_coefficients(z, DIFF, P.hyb_sample_steps, seed=0))
         if fit:
@@ -142,6 +143,16 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
     "hybrid, 600 steps, core n_embd 128, lr 1e-3": dict(kind="hybrid", steps=600, n_embd=128, lr=1e-3),
     "hybrid, 600 steps, core n_embd 128, head_init 0.1": dict(kind="hybrid", steps=600, n_embd=128, head_init=0.1),
     "prefix, 600 steps, lr 1e-3": dict(kind="prefix", steps=600, lr=1e-3),
+    # context → state (notebook 10): the initial WKV state generated instead of ΔW, and beside it
+    "hybrid state, 600 steps": dict(kind="hybrid", steps=600, generate="state", lambda_diff=0.0),
+    "hybrid state and ΔW, 600 steps": dict(kind="hybrid", steps=600, generate="both"),
+    "hybrid state, 600 steps, lr 1e-3": dict(kind="hybrid", steps=600, generate="state", lambda_diff=0.0, lr=1e-3),
+    "hybrid state and ΔW, 600 steps, lr 1e-3": dict(kind="hybrid", steps=600, generate="both", lr=1e-3),
+    # the budget within which the prefix model converges (issue 22): 3000 steps, and 1500 at the other learning rate
+    "prefix, 3000 steps": dict(kind="prefix", steps=3000),
+    "prefix, 1500 steps, lr 1e-3": dict(kind="prefix", steps=1500, lr=1e-3),
+    "hybrid, 3000 steps": dict(kind="hybrid", steps=3000),
+    "hybrid state, 1500 steps": dict(kind="hybrid", steps=1500, generate="state", lambda_diff=0.0),
 }
 
 

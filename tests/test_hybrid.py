@@ -219,3 +219,34 @@ def test_forward_returns_one_type_and_construction_leaves_the_global_rng_alone()
     assert isinstance(out, HybridOutput) and out.logits.shape == (2, 7, 256) and out.loss is None and out.terms is None
     full = h(ctx, None, win, diffusion=Diffusion("cosine", 100))
     assert full.loss.dim() == 0 and set(full.terms) == {"ce", "diffusion", "reg"} and torch.equal(full.logits, out.logits)
+
+
+def test_context_to_state_is_what_the_core_starts_from():
+    """generate = "state": the window is read from S₀(c) = β P Σ(c) Qᵀ (and, for "both", with ΔW(c) too); β = 0 is the
+    core; the encoder gets a gradient through the state alone; the loss has no diffusion term; "both" holds the
+    "weights" model of its seed; ΔW calls on a state-only model fail in one line."""
+    ctx, x = torch.randint(1, 256, (3, 12)), torch.randint(1, 256, (3, 9))
+    for gen in ("state", "both"):
+        h = HybridRWKV7(CFG, HybridConfig(rank=4, ctx_dim=16, state_rank=4, generate=gen), seed=9)
+        with torch.no_grad():
+            assert torch.equal(h(ctx, None, x).logits, h.core(x)[0])            # zero output projection at step 0
+            for blk in h.core.blocks: blk.att.output.weight.normal_(0, 0.1)
+            z = h.encode(ctx)
+            st = h.initial_state(h.state_coefficients(z))
+            delta = h.delta(h.coefficients(z)) if gen == "both" else None
+            assert torch.equal(h(ctx, None, x).logits, h.core(x, st, delta=delta)[0])
+            assert not torch.allclose(h(ctx, None, x).logits, h.core(x, None, delta=delta)[0])   # the state matters
+        h.zero_grad(); next_token_nll(h(ctx, None, x[:, :-1]).logits, x[:, 1:]).backward()
+        assert h.encoder.emb.weight.grad.abs().sum() > 0 and h.P.grad.abs().sum() > 0 and h.beta.grad.abs().sum() > 0
+        loss, m = hybrid_loss(h, (ctx, torch.ones_like(ctx, dtype=torch.bool), x), Diffusion("cosine", 100))
+        assert (m["diffusion"] == 0) == (gen == "state") and m["reg"] > 0 and "beta_1" in m
+    s = HybridRWKV7(CFG, HybridConfig(rank=4, generate="state"), seed=9)
+    with torch.no_grad():
+        for blk in s.core.blocks: blk.att.output.weight.normal_(0, 0.1)
+        s.beta.zero_()
+        assert torch.equal(s(ctx, None, x).logits, s.core(x)[0])
+    assert s.head is None and s.denoiser is None and not s.ddp_find_unused_parameters
+    with pytest.raises(ValueError, match="generates no ΔW"): s.coefficients(s.encode(ctx))
+    w, b = (HybridRWKV7(CFG, HybridConfig(rank=4, generate=g), seed=9) for g in ("weights", "both"))
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in w.state_dict().items()) and len(b.state_dict()) == len(w.state_dict()) + 5
+    with pytest.raises(ValueError, match="generate must be"): HybridConfig(generate="bias")
