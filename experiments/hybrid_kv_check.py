@@ -16,13 +16,14 @@ import json, random, tempfile, time
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from _common import commit, parse_with_subset, parser, result_path
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import timestep_embedding
-from dreamstate.hybrid import HybridConfig, HybridRWKV7, fit_denoiser, hybrid_loss, kv_example
-from dreamstate.rwkv7 import RWKV7, RWKV7Config, next_token_nll
+from dreamstate.hybrid import HybridConfig, HybridOutput, HybridRWKV7, fit_denoiser, hybrid_loss, kv_example
+from dreamstate.rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 from dreamstate.train import TrainConfig, train
 
 
@@ -54,6 +55,44 @@ class OuterHybrid(HybridRWKV7):
         return torch.einsum("btlmr,btlmq,bt->blmrq", a, b, m) / m.sum(1).clamp_min(1)[:, None, None, None, None]
 
 
+class TokenStateHybrid(HybridRWKV7):
+    """Context → state written token by token: S₀[ℓ,h] = β_ℓ Σ_t v_{tℓh} k̂_{tℓh}ᵀ / n over the context's encoded tokens (unit keys,
+    values at scale ε), the linear-attention memory the core's own state is, instead of β P Σ(z) Qᵀ from the pooled z."""
+    def __init__(self, cfg, hc, seed=0):
+        super().__init__(cfg, hc, seed)
+        L, H, N, d = cfg.n_layer, cfg.n_head, cfg.head_size, hc.ctx_dim
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            self.wk, self.wv, self.norm_t = nn.Linear(d, L * H * N), nn.Linear(d, L * H * N), nn.LayerNorm(d)
+            nn.init.normal_(self.wv.weight, std=hc.head_init * d ** -0.5); nn.init.zeros_(self.wv.bias)
+        self.state_head = None                                        # unused: the writes replace it
+
+    def encode(self, ctx, mask=None):
+        mask = torch.ones_like(ctx, dtype=torch.bool) if mask is None else mask
+        e = self.encoder
+        h = e.emb(ctx) + timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
+        for b in e.blocks: h = b(h, mask)
+        self._tok = (self.norm_t(h), mask)
+        m = mask.to(h.dtype)[..., None]
+        return e.norm((h * m).sum(1) / m.sum(1).clamp_min(1))
+
+    def forward(self, ctx, ctx_mask, tokens, s=None, state=None, diffusion=None, generator=None, win_mask=None):
+        self.encode(ctx, ctx_mask)
+        h, mask = self._tok
+        B, T, _ = h.shape
+        L, H, N = self.cfg.n_layer, self.cfg.n_head, self.cfg.head_size
+        k = F.normalize(self.wk(h).view(B, T, L, H, N), dim=-1)
+        v = self.wv(h).view(B, T, L, H, N)
+        m = mask.to(h.dtype)
+        S = torch.einsum("btlhv,btlhk,bt->lbhvk", v, k, m) / m.sum(1).clamp_min(1)[None, :, None, None, None]
+        S = S * self.beta[:, None, None, None, None]
+        z = torch.zeros(L, B, self.cfg.n_embd)
+        logits = self.core(tokens if diffusion is None else tokens[:, :-1], RWKVState(S.float(), z, z.clone()))[0]
+        if diffusion is None: return HybridOutput(logits)
+        ce = next_token_nll(logits, tokens[:, 1:], win_mask)
+        return HybridOutput(logits, ce, {"ce": ce.detach(), "diffusion": torch.zeros(()), "reg": torch.zeros(())})
+
+
 def kv_batches(P, seed):
     "notebook 11's key–value training batches"
     KQ, KMIN, KMAX = P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
@@ -69,14 +108,14 @@ def kv_batches(P, seed):
 def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", **sizes):
     """One run of profile `P`'s task: train for `steps` steps, then the answer accuracies. `sizes` overrides the
     profile's rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init and alpha0 (`P.hyb_<name>`)."""
-    rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init, alpha0 = (
-        sizes.pop(k, getattr(P, f"hyb_{k}")) for k in ("rank", "ctx_dim", "lambda_diff", "lambda_reg", "n_embd", "n_layer", "lr",
-                                                        "head_init", "alpha0"))
+    rank, ctx_dim, ctx_depth, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init, alpha0 = (
+        sizes.pop(k, getattr(P, f"hyb_{k}")) for k in ("rank", "ctx_dim", "ctx_depth", "lambda_diff", "lambda_reg", "n_embd", "n_layer",
+                                                        "lr", "head_init", "alpha0"))
     if sizes: raise TypeError(f"run() got unknown arguments {sorted(sizes)}")
     SEED, KQ, KMIN, KMAX = P.seed, P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
     DIFF = Diffusion(prediction=P.hyb_diff_prediction)
     core = RWKV7Config(vocab_size=256, n_layer=n_layer, n_embd=n_embd, head_size=P.hyb_head_size)
-    hc = HybridConfig(rank=rank, ctx_dim=ctx_dim, ctx_depth=P.hyb_ctx_depth, ctx_heads=P.hyb_ctx_heads, max_ctx=1024,
+    hc = HybridConfig(rank=rank, ctx_dim=ctx_dim, ctx_depth=ctx_depth, ctx_heads=P.hyb_ctx_heads, max_ctx=1024,
                       alpha0=alpha0, head_init=head_init, lambda_diff=lambda_diff, lambda_reg=lambda_reg, coef=coef,
                       generate=generate)
     if kind == "prefix":
@@ -89,7 +128,7 @@ def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", **si
         logits = lambda c, x, s=None: m(x, read(c))[0]
     else:
         torch.manual_seed(SEED)
-        m = (OuterHybrid if kind == "outer" else HybridRWKV7)(core, hc, seed=SEED)
+        m = {"outer": OuterHybrid, "token_state": TokenStateHybrid}.get(kind, HybridRWKV7)(core, hc, seed=SEED)
         if not rho: m.update_coef_rms = lambda *a, **k: None          # ρ stays 1: the denoiser sees raw coefficients
         g = torch.Generator()
         def loss_fn(model, b):
@@ -153,6 +192,10 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
     "prefix, 1500 steps, lr 1e-3": dict(kind="prefix", steps=1500, lr=1e-3),
     "hybrid, 3000 steps": dict(kind="hybrid", steps=3000),
     "hybrid state, 1500 steps": dict(kind="hybrid", steps=1500, generate="state", lambda_diff=0.0),
+    "hybrid state written per token, 600 steps": dict(kind="token_state", steps=600, generate="state", lambda_diff=0.0),
+    # every generated-context design plateaus near 0.45 at 4 facts: is it the encoder's depth?
+    "hybrid, 1500 steps, encoder depth 4, lr 1e-3": dict(kind="hybrid", steps=1500, ctx_depth=4, lr=1e-3),
+    "hybrid, 1500 steps, encoder depth 4, ctx_dim 64, lr 1e-3": dict(kind="hybrid", steps=1500, ctx_depth=4, ctx_dim=64, lr=1e-3),
 }
 
 
