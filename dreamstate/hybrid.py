@@ -24,22 +24,33 @@ from .dit import TimestepEmbedder, timestep_embedding
 from .rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 
 # %% auto #0
-__all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_example', 'tokenize_kv', 'HybridConfig', 'low_rank_update', 'ContextBlock',
-           'ContextEncoder', 'ParamDenoiser', 'HybridOutput', 'HybridRWKV7', 'hybrid_loss', 'fit_denoiser',
-           'encoder_grad_at_init', 'widen_ffn']
+__all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_vocab', 'kv_example', 'tokenize_kv', 'HybridConfig', 'low_rank_update',
+           'ContextBlock', 'ContextEncoder', 'ParamDenoiser', 'HybridOutput', 'HybridRWKV7', 'hybrid_loss',
+           'fit_denoiser', 'encoder_grad_at_init', 'widen_ffn']
 
 # %% ../nbs/10_hybrid.ipynb #k001
 KV_KEYS = ("fox", "owl", "elk", "eel", "ant", "bee", "cat", "yak")
 KV_VALUES = ("red", "tan", "ash", "sky", "oak", "ivy", "jet", "fig")
 
-def kv_example(rng: random.Random, n_facts: int, n_questions: int) -> tuple[list[int], list[int], list[bool]]:
+def kv_vocab(n: int, seed: int = 0, exclude=()) -> tuple[str, ...]:
+    "`n` distinct three-letter words (consonant, vowel, consonant), drawn from `seed`, none of them in `exclude`."
+    words = [a + b + c for a in "bcdfghjklmnpqrstvwxz" for b in "aeiou" for c in "bcdfghjklmnpqrstvwxz"]
+    words = [w for w in words if w not in set(exclude)]
+    if not 1 <= n <= len(words): raise ValueError(f"kv_vocab: n must be in 1..{len(words)}, got {n}")
+    return tuple(random.Random(f"kv-vocab/{seed}").sample(words, n))
+
+def kv_example(rng: random.Random, n_facts: int, n_questions: int, keys: tuple[str, ...] = KV_KEYS,
+               values: tuple[str, ...] = KV_VALUES) -> tuple[list[int], list[int], list[bool]]:
     """One example: context bytes `fact;`×n_facts, window bytes `;` + `key?val;`×n_questions
     (1 + 8·n_questions ids, distinct keys, all in the context), and `answer` (one flag per
-    *target* byte, window[1:]): True on the three value bytes of each question."""
-    if not 1 <= n_questions <= n_facts <= len(KV_KEYS):
-        raise ValueError(f"need 1 ≤ n_questions ({n_questions}) ≤ n_facts ({n_facts}) ≤ {len(KV_KEYS)}")
-    keys = rng.sample(KV_KEYS, n_facts)
-    vals = {k: rng.choice(KV_VALUES) for k in keys}
+    *target* byte, window[1:]): True on the three value bytes of each question. Keys and values: three
+    ASCII letters each (`kv_vocab` draws larger sets)."""
+    if not 1 <= n_questions <= n_facts <= len(keys):
+        raise ValueError(f"need 1 ≤ n_questions ({n_questions}) ≤ n_facts ({n_facts}) ≤ {len(keys)}")
+    if any(len(w) != 3 or not w.isascii() or not w.isalpha() for w in (*keys, *values)):
+        raise ValueError("keys and values must be three ASCII letters each")
+    keys = rng.sample(keys, n_facts)
+    vals = {k: rng.choice(values) for k in keys}
     ctx = "".join(f"{k}={vals[k]};" for k in keys)
     asked = rng.sample(keys, n_questions)
     win = ";" + "".join(f"{k}?{vals[k]};" for k in asked)
