@@ -22,7 +22,7 @@ from _common import commit, parse_with_subset, parser, result_path
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import timestep_embedding
-from dreamstate.hybrid import HybridConfig, HybridOutput, HybridRWKV7, fit_denoiser, hybrid_loss, kv_example
+from dreamstate.hybrid import HybridConfig, HybridOutput, HybridRWKV7, KV_KEYS, KV_VALUES, fit_denoiser, hybrid_loss, kv_example
 from dreamstate.rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 from dreamstate.train import TrainConfig, train
 
@@ -93,6 +93,26 @@ class TokenStateHybrid(HybridRWKV7):
         return HybridOutput(logits, ce, {"ce": ce.detach(), "diffusion": torch.zeros(()), "reg": torch.zeros(())})
 
 
+class OracleHybrid(HybridRWKV7):
+    """The encoder replaced by the facts themselves: z = a learned linear map of the key × value one-hot table parsed from the
+    context bytes (`KV_KEYS` × `KV_VALUES`). Whatever limits this model is downstream of the encoder (the head, ΔW or the
+    state, the core's use of them)."""
+    def __init__(self, cfg, hc, seed=0):
+        super().__init__(cfg, hc, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 2)
+            self.oracle = nn.Sequential(nn.Linear(len(KV_KEYS) * len(KV_VALUES), hc.ctx_dim), nn.LayerNorm(hc.ctx_dim))
+
+    def encode(self, ctx, mask=None):
+        table = torch.zeros(ctx.shape[0], len(KV_KEYS), len(KV_VALUES))
+        for b, row in enumerate(ctx.tolist()):
+            for fact in bytes(row).decode(errors="ignore").strip(";\x00").split(";"):
+                if "=" in fact:
+                    k, v = fact.split("=")
+                    table[b, KV_KEYS.index(k), KV_VALUES.index(v)] = 1.0
+        return self.oracle(table.flatten(1))
+
+
 def kv_batches(P, seed):
     "notebook 11's key–value training batches"
     KQ, KMIN, KMAX = P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
@@ -128,7 +148,7 @@ def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", **si
         logits = lambda c, x, s=None: m(x, read(c))[0]
     else:
         torch.manual_seed(SEED)
-        m = {"outer": OuterHybrid, "token_state": TokenStateHybrid}.get(kind, HybridRWKV7)(core, hc, seed=SEED)
+        m = {"outer": OuterHybrid, "token_state": TokenStateHybrid, "oracle": OracleHybrid}.get(kind, HybridRWKV7)(core, hc, seed=SEED)
         if not rho: m.update_coef_rms = lambda *a, **k: None          # ρ stays 1: the denoiser sees raw coefficients
         g = torch.Generator()
         def loss_fn(model, b):
@@ -196,6 +216,9 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
     # every generated-context design plateaus near 0.45 at 4 facts: is it the encoder's depth?
     "hybrid, 1500 steps, encoder depth 4, lr 1e-3": dict(kind="hybrid", steps=1500, ctx_depth=4, lr=1e-3),
     "hybrid, 1500 steps, encoder depth 4, ctx_dim 64, lr 1e-3": dict(kind="hybrid", steps=1500, ctx_depth=4, ctx_dim=64, lr=1e-3),
+    # the encoder replaced by the facts themselves (an oracle z): is the plateau upstream or downstream of z?
+    "oracle z, ΔW, 1500 steps, lr 1e-3": dict(kind="oracle", steps=1500, lr=1e-3),
+    "oracle z, state, 1500 steps, lr 1e-3": dict(kind="oracle", steps=1500, lr=1e-3, generate="state", lambda_diff=0.0),
 }
 
 
