@@ -28,6 +28,17 @@ from dreamstate.train import TrainConfig, train
 
 
 
+def encode_keeping_tokens(model, ctx, mask=None):
+    "`model.encode`, keeping the encoder's per-token states (through `model.norm_t`) and the mask in `model._tok`."
+    mask = torch.ones_like(ctx, dtype=torch.bool) if mask is None else mask
+    e = model.encoder
+    h = e.emb(ctx) + timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
+    for b in e.blocks: h = b(h, mask)
+    model._tok = (model.norm_t(h), mask)
+    m = mask.to(h.dtype)[..., None]
+    return e.norm((h * m).sum(1) / m.sum(1).clamp_min(1))
+
+
 class OuterHybrid(HybridRWKV7):
     "S(c) = masked mean over the context's encoded tokens of a_t b_tᵀ (outer-product pooling; a at scale ε, b unit)."
     def __init__(self, cfg, hc, seed=0):
@@ -37,14 +48,7 @@ class OuterHybrid(HybridRWKV7):
         nn.init.normal_(self.ha.weight, std=hc.head_init * d ** -0.5); nn.init.zeros_(self.ha.bias)
         nn.init.normal_(self.hb.weight, std=d ** -0.5); nn.init.zeros_(self.hb.bias)
 
-    def encode(self, ctx, mask=None):
-        mask = torch.ones_like(ctx, dtype=torch.bool) if mask is None else mask
-        e = self.encoder
-        h = e.emb(ctx) + timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
-        for b in e.blocks: h = b(h, mask)
-        self._tok = (self.norm_t(h), mask)
-        m = mask.to(h.dtype)[..., None]
-        return e.norm((h * m).sum(1) / m.sum(1).clamp_min(1))
+    encode = encode_keeping_tokens
 
     def coefficients(self, z):
         h, mask = self._tok
@@ -67,14 +71,7 @@ class TokenStateHybrid(HybridRWKV7):
             nn.init.normal_(self.wv.weight, std=hc.head_init * d ** -0.5); nn.init.zeros_(self.wv.bias)
         self.state_head = None                                        # unused: the writes replace it
 
-    def encode(self, ctx, mask=None):
-        mask = torch.ones_like(ctx, dtype=torch.bool) if mask is None else mask
-        e = self.encoder
-        h = e.emb(ctx) + timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
-        for b in e.blocks: h = b(h, mask)
-        self._tok = (self.norm_t(h), mask)
-        m = mask.to(h.dtype)[..., None]
-        return e.norm((h * m).sum(1) / m.sum(1).clamp_min(1))
+    encode = encode_keeping_tokens
 
     def forward(self, ctx, ctx_mask, tokens, s=None, state=None, diffusion=None, generator=None, win_mask=None):
         self.encode(ctx, ctx_mask)
