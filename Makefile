@@ -34,8 +34,7 @@ sync-check: install
 
 # pytest in two processes, a test file each at a time: the file of its end-to-end run (`make reproduce
 # PROFILE=paper-smoke`, marked end_to_end and collected first) starts at once in one, the other files fill the other;
-# then the smoke profile end to end. (Two `make reproduce` runs side by side failed: both runs' kernels stopped
-# starting at the same notebook.)
+# then the smoke profile end to end, after it (on 2 cores two end-to-end runs side by side would only share them).
 test: install sync-check browser
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
