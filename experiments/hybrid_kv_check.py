@@ -6,6 +6,10 @@ Runs: the budget (180, 600, 1500 steps) for the hybrid (matrix coefficients), th
 diagonal design; at 600 steps a wider context encoder, a larger rank, outer-product pooling of the
 encoder's tokens instead of one vector, no diffusion and norm terms; and for the parameter denoiser,
 accuracy with sampled coefficients with and without the rms normalisation ρ, and after `fit_denoiser`.
+Then what limits the hybrid near 0.45 at 4 facts: the encoder replaced by the facts themselves (oracle z);
+encoders that might bind a key to its value more easily (rotary positions, a short convolution, pooling by
+learned queries, width 128, the state written token by token); and a linear readout of each key's value from
+z (`binding_probe`), on the trained hybrid's frozen z and on an encoder trained for the bindings directly.
 Writes experiments/results/hybrid_kv_check.json after each run (a rerun skips what is there; another
 profile than `cpu` writes hybrid_kv_check-<profile>.json). Needs no build/.
 
@@ -22,7 +26,8 @@ from _common import commit, parse_with_subset, parser, result_path
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import timestep_embedding
-from dreamstate.hybrid import HybridConfig, HybridOutput, HybridRWKV7, KV_KEYS, KV_VALUES, fit_denoiser, hybrid_loss, kv_example
+from dreamstate.hybrid import (ContextBlock, HybridConfig, HybridOutput, HybridRWKV7, KV_KEYS, KV_VALUES, fit_denoiser, hybrid_loss,
+                               kv_example)
 from dreamstate.rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 from dreamstate.train import TrainConfig, train
 
@@ -32,7 +37,9 @@ def encode_keeping_tokens(model, ctx, mask=None):
     "`model.encode`, keeping the encoder's per-token states (through `model.norm_t`) and the mask in `model._tok`."
     mask = torch.ones_like(ctx, dtype=torch.bool) if mask is None else mask
     e = model.encoder
-    h = e.emb(ctx) + timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
+    h = e.emb(ctx)
+    if not getattr(e, "rope", False): h = h + timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
+    if getattr(e, "conv", None) is not None: h = h + e.conv(h.transpose(1, 2))[..., :ctx.shape[1]].transpose(1, 2)
     for b in e.blocks: h = b(h, mask)
     model._tok = (model.norm_t(h), mask)
     m = mask.to(h.dtype)[..., None]
@@ -110,6 +117,111 @@ class OracleHybrid(HybridRWKV7):
         return self.oracle(table.flatten(1))
 
 
+def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    "Rotary position embedding of q or k `[B,nh,T,hs]`: pairs of channels rotated by position × frequency."
+    T, hs = x.shape[-2], x.shape[-1]
+    ang = torch.arange(T, dtype=torch.float32, device=x.device)[:, None] * base ** (-torch.arange(0, hs, 2, device=x.device) / hs)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2)
+
+
+class RotaryBlock(ContextBlock):
+    "`ContextBlock` with rotary positions on q and k (relative offsets) instead of absolute positions added to the input."
+    def forward(self, x, mask):
+        B, T, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(rotary(q), rotary(k), v, attn_mask=mask[:, None, None, :])
+        x = x + self.proj(a.transpose(1, 2).reshape(B, T, d))
+        return x + self.mlp(self.norm2(x))
+
+
+class VariantEncoder(nn.Module):
+    """The context encoder with what may bind a key to its value: rotary positions (`rope`), a causal short convolution
+    of width `conv` before the blocks (0: none), and pooling by `n_queries` learned queries (`pool="attn"`) instead of the mean."""
+    def __init__(self, vocab_size, d, depth, heads, rope=False, conv=0, pool="mean", n_queries=4):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, d)
+        nn.init.normal_(self.emb.weight, std=1.0)
+        self.rope, self.pool = rope, pool
+        self.conv = nn.Conv1d(d, d, conv, padding=conv - 1) if conv else None
+        self.blocks = nn.ModuleList((RotaryBlock if rope else ContextBlock)(d, heads) for _ in range(depth))
+        if pool == "attn":
+            self.queries = nn.Parameter(torch.randn(n_queries, d))
+            self.pool_kv, self.pool_out = nn.Linear(d, 2 * d), nn.Linear(n_queries * d, d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, ctx, mask):
+        T, d = ctx.shape[1], self.emb.embedding_dim
+        h = self.emb(ctx)
+        if not self.rope: h = h + timestep_embedding(torch.arange(T, device=ctx.device), d)
+        if self.conv is not None: h = h + self.conv(h.transpose(1, 2))[..., :T].transpose(1, 2)
+        for b in self.blocks: h = b(h, mask)
+        if self.pool == "attn":
+            k, v = self.pool_kv(h).chunk(2, -1)
+            a = F.scaled_dot_product_attention(self.queries.expand(len(h), -1, -1), k, v, attn_mask=mask[:, None, :])
+            return self.norm(self.pool_out(a.flatten(1)))
+        m = mask.to(h.dtype)[..., None]
+        return self.norm((h * m).sum(1) / m.sum(1).clamp_min(1))
+
+
+class EncoderVariantHybrid(HybridRWKV7):
+    "`HybridRWKV7` with `VariantEncoder(**enc)` as its context encoder (drawn from seed + 3)."
+    def __init__(self, cfg, hc, seed=0, enc=None):
+        super().__init__(cfg, hc, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 3)
+            self.encoder = VariantEncoder(cfg.vocab_size, hc.ctx_dim, hc.ctx_depth, hc.ctx_heads, **(enc or {}))
+
+
+class TokenStateVariantHybrid(TokenStateHybrid):
+    "`TokenStateHybrid` with `VariantEncoder(**enc)` (mean pooling) as its context encoder (drawn from seed + 3)."
+    def __init__(self, cfg, hc, seed=0, enc=None):
+        super().__init__(cfg, hc, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 3)
+            self.encoder = VariantEncoder(cfg.vocab_size, hc.ctx_dim, hc.ctx_depth, hc.ctx_heads, **(enc or {}))
+
+
+def fact_table(ctx: list[int]) -> list[int]:
+    "Each of `KV_KEYS`' value in the context bytes `ctx`: 1 + its index in `KV_VALUES`, 0 where the key is absent."
+    t = [0] * len(KV_KEYS)
+    for fact in bytes(ctx).decode().strip(";").split(";"):
+        k, v = fact.split("=")
+        t[KV_KEYS.index(k)] = 1 + KV_VALUES.index(v)
+    return t
+
+
+def binding_probe(P, encode, d, steps, params=(), seed=0):
+    """Accuracy of a linear readout z → each key's value (or absent) on held-out 4-fact contexts, over the keys present: does
+    z = `encode(ctx)` `[B,d]` hold which value each key has? The readout is trained `steps` Adam steps (lr 1e-3) on notebook
+    11's training contexts, with `params` (the encoder's, to train it for the bindings directly; none: z frozen)."""
+    torch.manual_seed(seed)
+    head = nn.Linear(d, len(KV_KEYS) * (1 + len(KV_VALUES)))
+    opt = torch.optim.AdamW([*params, *head.parameters()], lr=1e-3)
+    batches = kv_batches(P, seed + 20_000)
+    for step in range(steps):
+        ctx = batches(step)[0]
+        with torch.set_grad_enabled(bool(params)): z = encode(ctx)
+        target = torch.tensor([fact_table(c) for c in ctx.tolist()])
+        loss = F.cross_entropy(head(z).view(-1, 1 + len(KV_VALUES)), target.view(-1))
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    r = random.Random(f"kv-eval/{P.hyb_kv_max_facts}")
+    ctx = torch.tensor([kv_example(r, P.hyb_kv_max_facts, P.hyb_kv_questions)[0] for _ in range(P.hyb_kv_eval)])
+    target = torch.tensor([fact_table(c) for c in ctx.tolist()])
+    with torch.no_grad(): pred = head(encode(ctx)).view(len(ctx), len(KV_KEYS), -1).argmax(-1)
+    return float((pred == target)[target > 0].float().mean())
+
+
+def probe_run(P, steps, ctx_dim, enc=None):
+    "The context encoder alone (`VariantEncoder(**enc)` at width `ctx_dim`) trained for the bindings directly: `binding_probe`'s accuracy."
+    torch.manual_seed(P.seed)
+    e = VariantEncoder(256, ctx_dim, P.hyb_ctx_depth, P.hyb_ctx_heads, **(enc or {}))
+    t0 = time.time()
+    acc = binding_probe(P, lambda c: e(c, torch.ones_like(c, dtype=torch.bool)), ctx_dim, steps, list(e.parameters()), seed=P.seed)
+    return {"acc_probe": acc, "seconds": round(time.time() - t0, 1)}
+
+
 def kv_batches(P, seed):
     "notebook 11's key–value training batches"
     KQ, KMIN, KMAX = P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
@@ -122,13 +234,15 @@ def kv_batches(P, seed):
     return f
 
 
-def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", **sizes):
-    """One run of profile `P`'s task: train for `steps` steps, then the answer accuracies. `sizes` overrides the
+def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", enc=None, z_probe=0, **sizes):
+    """One run of profile `P`'s task: train for `steps` steps, then the answer accuracies (and with `z_probe` steps, how
+    much of the bindings the trained encoder's z holds: `binding_probe` on it, frozen). `kind="probe"`: `probe_run`. `sizes` overrides the
     profile's rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init and alpha0 (`P.hyb_<name>`)."""
     rank, ctx_dim, ctx_depth, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init, alpha0 = (
         sizes.pop(k, getattr(P, f"hyb_{k}")) for k in ("rank", "ctx_dim", "ctx_depth", "lambda_diff", "lambda_reg", "n_embd", "n_layer",
                                                         "lr", "head_init", "alpha0"))
     if sizes: raise TypeError(f"run() got unknown arguments {sorted(sizes)}")
+    if kind == "probe": return probe_run(P, steps, ctx_dim, enc)
     SEED, KQ, KMIN, KMAX = P.seed, P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
     DIFF = Diffusion(prediction=P.hyb_diff_prediction)
     core = RWKV7Config(vocab_size=256, n_layer=n_layer, n_embd=n_embd, head_size=P.hyb_head_size)
@@ -145,7 +259,9 @@ def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", **si
         logits = lambda c, x, s=None: m(x, read(c))[0]
     else:
         torch.manual_seed(SEED)
-        m = {"outer": OuterHybrid, "token_state": TokenStateHybrid, "oracle": OracleHybrid}.get(kind, HybridRWKV7)(core, hc, seed=SEED)
+        if kind == "encoder": m = EncoderVariantHybrid(core, hc, seed=SEED, enc=enc)
+        elif kind == "token_state_encoder": m = TokenStateVariantHybrid(core, hc, seed=SEED, enc=enc)
+        else: m = {"outer": OuterHybrid, "token_state": TokenStateHybrid, "oracle": OracleHybrid}.get(kind, HybridRWKV7)(core, hc, seed=SEED)
         if not rho: m.update_coef_rms = lambda *a, **k: None          # ρ stays 1: the denoiser sees raw coefficients
         g = torch.Generator()
         def loss_fn(model, b):
@@ -177,6 +293,7 @@ def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", **si
             fit_denoiser(m, kv_batches(P, SEED + 10_000), DIFF, fit, seed=SEED)
             with torch.no_grad(): z = m.encode(ctx)
             out[f"acc_sampled_after_fit{fit}"] = acc(ctx, m.sample_coefficients(z, DIFF, P.hyb_sample_steps, seed=0))
+    if z_probe: out["acc_z_probe"] = binding_probe(P, lambda c: m.encode(c), ctx_dim, z_probe, seed=SEED)
     out["seconds"] = round(time.time() - t0, 1)
     return out
 
@@ -216,6 +333,39 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
     # the encoder replaced by the facts themselves (an oracle z): is the plateau upstream or downstream of z?
     "oracle z, ΔW, 1500 steps, lr 1e-3": dict(kind="oracle", steps=1500, lr=1e-3),
     "oracle z, state, 1500 steps, lr 1e-3": dict(kind="oracle", steps=1500, lr=1e-3, generate="state", lambda_diff=0.0),
+    # the encoder is the bottleneck: what lets it bind a key to the value four bytes later?
+    "encoder rotary, ΔW, 1500 steps, lr 1e-3": dict(kind="encoder", steps=1500, lr=1e-3, enc=dict(rope=True)),
+    "encoder conv 4, ΔW, 1500 steps, lr 1e-3": dict(kind="encoder", steps=1500, lr=1e-3, enc=dict(conv=4)),
+    "encoder rotary + conv 4, ΔW, 1500 steps, lr 1e-3": dict(kind="encoder", steps=1500, lr=1e-3, enc=dict(rope=True, conv=4)),
+    "encoder attention pooling, ΔW, 1500 steps, lr 1e-3": dict(kind="encoder", steps=1500, lr=1e-3, enc=dict(pool="attn")),
+    "encoder rotary + conv 4, state, 1500 steps, lr 1e-3": dict(kind="encoder", steps=1500, lr=1e-3, generate="state", lambda_diff=0.0,
+                                                               enc=dict(rope=True, conv=4)),
+    # none of them moves it; a supervised probe (z → each key's value) says the encoder's width decides how soon it learns to bind
+    "hybrid, 1500 steps, ctx_dim 128, lr 1e-3": dict(kind="hybrid", steps=1500, ctx_dim=128, lr=1e-3),
+    "hybrid state, 1500 steps, ctx_dim 128, lr 1e-3": dict(kind="hybrid", steps=1500, ctx_dim=128, lr=1e-3, generate="state", lambda_diff=0.0),
+    "hybrid, 1500 steps, ctx_dim 128, lr 3e-3": dict(kind="hybrid", steps=1500, ctx_dim=128, lr=3e-3),
+    "hybrid state, 1500 steps, ctx_dim 128, lr 3e-3": dict(kind="hybrid", steps=1500, ctx_dim=128, lr=3e-3, generate="state", lambda_diff=0.0),
+    "hybrid, 4500 steps, ctx_dim 128, lr 1e-3": dict(kind="hybrid", steps=4500, ctx_dim=128, lr=1e-3),
+    # with rotary positions the probe binds by 800 steps at width 128 (sinusoidal: 2000–3000)
+    "encoder rotary, ΔW, 1500 steps, ctx_dim 128, lr 1e-3": dict(kind="encoder", steps=1500, ctx_dim=128, lr=1e-3, enc=dict(rope=True)),
+    "encoder rotary, state, 1500 steps, ctx_dim 128, lr 1e-3": dict(kind="encoder", steps=1500, ctx_dim=128, lr=1e-3, generate="state",
+                                                                  lambda_diff=0.0, enc=dict(rope=True)),
+    "encoder rotary, ΔW, 1500 steps, ctx_dim 64, lr 1e-3": dict(kind="encoder", steps=1500, ctx_dim=64, lr=1e-3, enc=dict(rope=True)),
+    "encoder rotary, ΔW, 1500 steps, ctx_dim 128, head_init 0.1, lr 1e-3": dict(kind="encoder", steps=1500, ctx_dim=128, lr=1e-3,
+                                                                               head_init=0.1, enc=dict(rope=True)),
+    "encoder rotary, ΔW, 1500 steps, ctx_dim 128, head_init 1, lr 1e-3": dict(kind="encoder", steps=1500, ctx_dim=128, lr=1e-3,
+                                                                             head_init=1.0, enc=dict(rope=True)),
+    "hybrid state written per token, encoder rotary, 1500 steps, ctx_dim 128, lr 1e-3": dict(kind="token_state_encoder", steps=1500,
+        ctx_dim=128, lr=1e-3, generate="state", lambda_diff=0.0, enc=dict(rope=True)),
+    "hybrid state written per token, 1500 steps, lr 1e-3": dict(kind="token_state", steps=1500, lr=1e-3, generate="state", lambda_diff=0.0),
+    # does the trained hybrid's z hold the bindings (a linear readout of each key's value from the frozen z), and can the
+    # encoder learn them at all when trained for them directly (kind "probe": acc_probe, no core)?
+    "hybrid, 1500 steps, lr 1e-3, z probed": dict(kind="hybrid", steps=1500, lr=1e-3, z_probe=2000),
+    "encoder rotary, ΔW, 1500 steps, ctx_dim 128, lr 1e-3, z probed": dict(kind="encoder", steps=1500, ctx_dim=128, lr=1e-3,
+                                                                          enc=dict(rope=True), z_probe=2000),
+    **{f"binding probe, encoder{' rotary' if rope else ''}, ctx_dim {d}, 3000 steps": dict(kind="probe", steps=3000, ctx_dim=d,
+                                                                                          enc=dict(rope=rope))
+       for rope in (False, True) for d in (32, 64, 128)},
 }
 
 
