@@ -32,13 +32,13 @@ sync-check: install
 	  bad and sys.exit('nbdev-clean would change nbs/' + ', nbs/'.join(bad) + ': run .venv/bin/nbdev-clean and commit')"
 	@echo "notebooks and package in sync, notebooks clean"
 
-# pytest in two processes, a test file each at a time: the file of its end-to-end run (`make reproduce
-# PROFILE=paper-smoke`, marked end_to_end and collected first) starts at once in one, the other files fill the other;
-# then the smoke profile end to end, after it (on 2 cores two end-to-end runs side by side would only share them).
+# pytest in two processes, a test file each at a time, in the order collected (--no-loadscope-reorder: xdist would
+# otherwise start the files with the most tests first): the two end-to-end runs, `make reproduce PROFILE=paper-smoke`
+# and `make reproduce PROFILE=smoke` (marked end_to_end, collected first, a file each), start at once, one in each
+# process, and the other files fill whichever process is free.
 test: install sync-check browser
 	$(BIN)/nbdev-test --n-workers 2 --timing
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
-	$(MAKE) reproduce PROFILE=smoke
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 reproduce: install
 	$(BIN)/dreamstate-reproduce --profile $(PROFILE) $(if $(NB),--nb $(NB))

@@ -13,6 +13,13 @@ from dreamstate.wkv_common import use_interpreter_without_gpu  # noqa: E402
 # triton is first imported (its library functions are built at import time).
 use_interpreter_without_gpu()
 
+# `make test` runs two pytest processes on two cores: one thread each, and one for what they start (the end-to-end runs'
+# notebooks, the kernels of the reproduce tests); more would only contend for the same two cores
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch  # noqa: E402
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 # the rwkv package reads these at import time
 os.environ["RWKV_V7_ON"] = "1"
 os.environ["RWKV_CUDA_ON"] = "0"
@@ -82,6 +89,7 @@ def blinkdl_ckpt(request, tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The end-to-end run (`end_to_end` marker) first: under `make test`'s `pytest -n 2 --dist loadfile` its file is the first
-    scope, sent to the first worker, so the longest test starts at once and the other files fill the other worker."""
+    """The end-to-end runs (`end_to_end` marker) first: under `make test`'s `pytest -n 2 --dist loadfile
+    --no-loadscope-reorder` their files are the first two scopes, one sent to each worker, so the two longest tests start at
+    once and the other files fill whichever worker is free."""
     items.sort(key=lambda it: it.get_closest_marker("end_to_end") is None)
