@@ -25,8 +25,9 @@ from .rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 
 # %% auto #0
 __all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_vocab', 'kv_example', 'tokenize_kv', 'HybridConfig', 'low_rank_update',
-           'ContextBlock', 'ContextEncoder', 'ParamDenoiser', 'HybridOutput', 'HybridRWKV7', 'hybrid_loss',
-           'fit_denoiser', 'encoder_grad_at_init', 'widen_ffn']
+           'rotary_embedding', 'ContextBlock', 'ContextEncoder', 'ParamDenoiser', 'HybridOutput', 'HybridRWKV7',
+           'hybrid_loss', 'fit_denoiser', 'encoder_grad_at_init', 'StateGenerator', 'DistilledState',
+           'state_distill_loss', 'widen_ffn']
 
 # %% ../nbs/10_hybrid.ipynb #k001
 KV_KEYS = ("fox", "owl", "elk", "eel", "ant", "bee", "cat", "yak")
@@ -127,12 +128,21 @@ def low_rank_update(x: torch.Tensor, V: torch.Tensor, coef: torch.Tensor, U: tor
 
 
 # %% ../nbs/10_hybrid.ipynb #e001
+def rotary_embedding(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    "q or k `[B,nh,T,hs]` (hs even) with channels (2i, 2i+1) rotated by position × base^(−2i/hs) (RoPE)."
+    T, hs = x.shape[-2], x.shape[-1]
+    ang = torch.arange(T, dtype=torch.float32, device=x.device)[:, None] * base ** (-torch.arange(0, hs, 2, device=x.device) / hs)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2)
+
 class ContextBlock(nn.Module):
-    "Pre-LN transformer block over `[B,T,d]` with a key padding mask `[B,T]` (True = real token)."
-    def __init__(self, d: int, heads: int):
+    "Pre-LN transformer block over `[B,T,d]` with a key padding mask `[B,T]` (True = real token); `rotary`: RoPE on q and k."
+    def __init__(self, d: int, heads: int, rotary: bool = False):
         super().__init__()
         if d % heads: raise ValueError(f"ctx_dim {d} is not divisible by ctx_heads {heads}")
-        self.heads = heads
+        if rotary and (d // heads) % 2: raise ValueError(f"rotary positions need an even head size, got {d // heads}")
+        self.heads, self.rotary = heads, rotary
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(approximate="tanh"), nn.Linear(4 * d, d))
@@ -140,23 +150,26 @@ class ContextBlock(nn.Module):
     def forward(self, x, mask):
         B, T, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)   # (B, nh, T, hs)
+        if self.rotary: q, k = rotary_embedding(q), rotary_embedding(k)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
         x = x + self.proj(a.transpose(1, 2).reshape(B, T, d))
         return x + self.mlp(self.norm2(x))
 
 class ContextEncoder(nn.Module):
-    "Context tokens `[B,Tc]` (mask `[B,Tc]`) → z `[B,d]`: own embedding + sinusoidal positions, blocks, masked mean, LayerNorm."
-    def __init__(self, vocab_size: int, d: int, depth: int, heads: int):
+    """Context tokens `[B,Tc]` (mask `[B,Tc]`) → z `[B,d]`: own embedding + sinusoidal positions (or rotary ones in the
+    blocks), blocks, masked mean, LayerNorm."""
+    def __init__(self, vocab_size: int, d: int, depth: int, heads: int, rotary: bool = False):
         super().__init__()
         self.emb = nn.Embedding(vocab_size, d)
         nn.init.normal_(self.emb.weight, std=1.0)
-        self.blocks = nn.ModuleList(ContextBlock(d, heads) for _ in range(depth))
+        self.rotary = rotary
+        self.blocks = nn.ModuleList(ContextBlock(d, heads, rotary) for _ in range(depth))
         self.norm = nn.LayerNorm(d)
 
     def forward(self, ctx, mask):
         T, d = ctx.shape[1], self.emb.embedding_dim
-        pos = timestep_embedding(torch.arange(T, device=ctx.device), d)          # [T,d], unit scale
-        h = self.emb(ctx) + pos
+        h = self.emb(ctx)
+        if not self.rotary: h = h + timestep_embedding(torch.arange(T, device=ctx.device), d)   # [T,d], unit scale
         for b in self.blocks: h = b(h, mask)
         m = mask.to(h.dtype)[..., None]
         return self.norm((h * m).sum(1) / m.sum(1).clamp_min(1))
@@ -431,6 +444,68 @@ def encoder_grad_at_init(model: HybridRWKV7, ctx: torch.Tensor, win: torch.Tenso
     with torch.no_grad(): dev = float((logits - model.core(win[:, :-1])[0]).abs().max())
     model.zero_grad(set_to_none=True)
     return float(g), dev
+
+# %% ../nbs/10_hybrid.ipynb #ds01
+class StateGenerator(nn.Module):
+    """Context tokens `[B,Tc]` (mask `[B,Tc]`) → a whole `RWKVState` for a core of config `cfg`: a `ContextEncoder` with rotary
+    positions (width `d`) → z → linear heads for the WKV states `[L,B,H,N,N]` and both shift vectors `[L,B,C]`, full rank.
+    Drawn from `seed` under `torch.random.fork_rng`."""
+    def __init__(self, cfg: RWKV7Config, d: int = 128, depth: int = 2, heads: int = 4, max_ctx: int = 1024, seed: int = 0):
+        super().__init__()
+        self.cfg, self.max_ctx = cfg, max_ctx
+        L, H, N, C = cfg.n_layer, cfg.n_head, cfg.head_size, cfg.n_embd
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.encoder = ContextEncoder(cfg.vocab_size, d, depth, heads, rotary=True)
+            self.wkv, self.shift = nn.Linear(d, L * H * N * N), nn.Linear(d, 2 * L * C)
+            for head in (self.wkv, self.shift):      # at scale 0.01 (the ΔW head's ε): it starts near the zero state, not at a random one
+                nn.init.normal_(head.weight, std=0.01 * d ** -0.5); nn.init.zeros_(head.bias)
+
+    def forward(self, ctx: torch.Tensor, mask: torch.Tensor | None = None) -> RWKVState:
+        ctx, mask = _check_context(ctx, mask, HybridConfig(max_ctx=self.max_ctx))
+        L, H, N, C = self.cfg.n_layer, self.cfg.n_head, self.cfg.head_size, self.cfg.n_embd
+        z = self.encoder(ctx, mask)
+        sh = self.shift(z).view(len(ctx), 2, L, C).permute(1, 2, 0, 3)
+        return RWKVState(self.wkv(z).view(len(ctx), L, H, N, N).transpose(0, 1).float(), sh[0], sh[1])
+
+def _state_parts(S: RWKVState) -> tuple[torch.Tensor, ...]: return S.wkv, S.att_shift, S.ffn_shift
+
+class DistilledState(nn.Module):
+    """A `StateGenerator` in front of a frozen core that reads the context (`core`, e.g. notebook 11's prefix model): the core
+    reads `tokens` from the generated state; `forward(ctx, ctx_mask, tokens)` → `HybridOutput`. `read(core, ctx)` is how the
+    core reaches its state after a context (the distillation target)."""
+    def __init__(self, gen: StateGenerator, core: RWKV7, read):
+        super().__init__()
+        if gen.cfg.n_layer != core.cfg.n_layer or gen.cfg.n_head != core.cfg.n_head or gen.cfg.head_size != core.cfg.head_size \
+                or gen.cfg.n_embd != core.cfg.n_embd:
+            raise ValueError(f"the generator's state shape ({gen.cfg}) is not the core's ({core.cfg})")
+        self.gen, self.core, self.read = gen, core.requires_grad_(False).eval(), read
+        self.register_buffer("scale", torch.zeros(3))        # each part's mean square of the targets (set by the first batch)
+
+    def train(self, mode: bool = True):
+        super().train(mode); self.core.eval(); return self              # the core stays in evaluation mode
+
+    def forward(self, ctx, ctx_mask, tokens) -> HybridOutput:
+        return HybridOutput(self.core(tokens, self.gen(ctx, ctx_mask))[0])
+
+def state_distill_loss(model: DistilledState, batch, ce: float = 1.0):
+    """Σ_parts ‖Ŝ_p − S_p‖² / mean S_p² (the core's state after reading the context: the target) + `ce` × the window CE from
+    the generated state, on a batch (ctx, ctx_mask, window[, window target mask]); contexts unpadded. Returns (loss, metrics)."""
+    dev = next(model.gen.parameters()).device
+    ctx, mask, win, *rest = (t.to(dev) for t in batch)
+    if not bool(mask.all()): raise ValueError("state_distill_loss reads unpadded contexts (the core's state after each whole context)")
+    with torch.no_grad(): target = model.read(model.core, ctx)
+    if not bool(model.scale.any()):
+        model.scale.copy_(torch.stack([x.float().pow(2).mean().clamp_min(1e-12) for x in _state_parts(target)]))
+    S = model.gen(ctx, mask)
+    errs = [F.mse_loss(x.float(), y.float()) / s for x, y, s in zip(_state_parts(S), _state_parts(target), model.scale)]
+    loss = sum(errs)
+    metrics = {"state_err": loss.item(), **{f"state_err_{n}": e.item() for n, e in zip(("wkv", "att_shift", "ffn_shift"), errs)}}
+    if ce:
+        nll = next_token_nll(model.core(win[:, :-1], S)[0], win[:, 1:], rest[0] if rest and not bool(rest[0].all()) else None)
+        loss = loss + ce * nll
+        metrics["ce"] = nll.item()
+    return loss, metrics
 
 # %% ../nbs/10_hybrid.ipynb #p001
 @torch.no_grad()

@@ -26,8 +26,8 @@ from _common import commit, parse_with_subset, parser, result_path
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import timestep_embedding
-from dreamstate.hybrid import (ContextBlock, HybridConfig, HybridOutput, HybridRWKV7, KV_KEYS, KV_VALUES, fit_denoiser, hybrid_loss,
-                               kv_example)
+from dreamstate.hybrid import (ContextBlock, DistilledState, HybridConfig, HybridOutput, HybridRWKV7, KV_KEYS, KV_VALUES, StateGenerator,
+                               fit_denoiser, hybrid_loss, kv_example, state_distill_loss)
 from dreamstate.rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 from dreamstate.train import TrainConfig, train
 
@@ -222,6 +222,53 @@ def probe_run(P, steps, ctx_dim, enc=None):
     return {"acc_probe": acc, "seconds": round(time.time() - t0, 1)}
 
 
+_TEACHERS = {}
+def prefix_teacher(P, steps, lr=1e-3):
+    "The core trained to read the context as a prefix (run(kind='prefix')'s model), and its read: context + separator → state."
+    core = RWKV7Config(vocab_size=256, n_layer=P.hyb_n_layer, n_embd=P.hyb_n_embd, head_size=P.hyb_head_size)
+    read = lambda m, c: m(torch.cat([c, torch.zeros_like(c[:, :1])], 1))[1]
+    if (steps, lr) not in _TEACHERS:
+        torch.manual_seed(P.seed)
+        m = RWKV7(core).init_weights(seed=P.seed)
+        def loss_fn(model, b):
+            l = next_token_nll(model(b[2][:, :-1], read(model, b[0]))[0], b[2][:, 1:]); return l, {"ce": l.item()}
+        # train() resumes from a finished run's checkpoint: the teacher is trained once per profile, steps and rate
+        out = P.build_dir / "experiments" / "hybrid_kv_check" / f"prefix-teacher-{steps}-{lr:g}"
+        train(m, kv_batches(P, P.seed), loss_fn, TrainConfig(steps=steps, lr=lr, warmup=P.hyb_warmup, ckpt_every=steps,
+                                                             log_every=max(1, steps // 10), seed=P.seed), out, progress=False)
+        _TEACHERS[steps, lr] = m.eval().requires_grad_(False)
+    return _TEACHERS[steps, lr], read
+
+
+def distill_run(P, steps, teacher_steps, lr=1e-3, ctx_dim=128, ce=1.0, mse=1.0):
+    """Context → state, distilled (notebook 10's `DistilledState`): a `StateGenerator` of width `ctx_dim` trained by
+    `state_distill_loss` towards the state the prefix model (trained `teacher_steps`) reaches after reading the context
+    (`mse` = 0: the window CE through the teacher's frozen core alone; `ce` = 0: the regression alone); then the teacher's
+    core answers from the generated state."""
+    teacher, read = prefix_teacher(P, teacher_steps)
+    m = DistilledState(StateGenerator(teacher.cfg, ctx_dim, P.hyb_ctx_depth, P.hyb_ctx_heads, seed=P.seed), teacher, read)
+    def loss_fn(model, b):
+        loss, met = state_distill_loss(model, b, ce=ce)
+        if mse: return loss, met
+        l = next_token_nll(model(b[0], None, b[2][:, :-1]).logits, b[2][:, 1:]); return l, {"ce": l.item()}
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as d:
+        train(m, kv_batches(P, P.seed), loss_fn, TrainConfig(steps=steps, lr=lr, warmup=P.hyb_warmup, ckpt_every=10**9,
+                                                             log_every=max(1, steps // 10), seed=P.seed), d, progress=False)
+    m.eval()
+    def acc_at(n_facts, shuffle=False, gen=True):
+        r = random.Random(f"kv-eval/{n_facts}")
+        ex = [kv_example(r, n_facts, P.hyb_kv_questions) for _ in range(P.hyb_kv_eval)]
+        ctx, win = torch.tensor([e[0] for e in ex]), torch.tensor([e[1] for e in ex])
+        if shuffle: ctx = torch.roll(ctx, len(ex) // 2, 0)
+        with torch.no_grad():
+            hit = teacher(win[:, :-1], m.gen(ctx) if gen else read(teacher, ctx))[0].argmax(-1) == win[:, 1:]
+        return float(hit.view(len(ex), -1, 8)[:, :, 4:7].all(-1).float().mean())
+    K, KMIN = P.hyb_kv_max_facts, P.hyb_kv_min_facts
+    return {"acc": acc_at(K), "acc_shuffled": acc_at(K, shuffle=True), f"acc_{KMIN}_facts": acc_at(KMIN),
+            "acc_teacher": acc_at(K, gen=False), "seconds": round(time.time() - t0, 1)}
+
+
 def kv_batches(P, seed):
     "notebook 11's key–value training batches"
     KQ, KMIN, KMAX = P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
@@ -234,7 +281,8 @@ def kv_batches(P, seed):
     return f
 
 
-def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", enc=None, z_probe=0, **sizes):
+def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", enc=None, z_probe=0, teacher_steps=0, ce=1.0, mse=1.0,
+        **sizes):
     """One run of profile `P`'s task: train for `steps` steps, then the answer accuracies (and with `z_probe` steps, how
     much of the bindings the trained encoder's z holds: `binding_probe` on it, frozen). `kind="probe"`: `probe_run`. `sizes` overrides the
     profile's rank, ctx_dim, lambda_diff, lambda_reg, n_embd, n_layer, lr, head_init and alpha0 (`P.hyb_<name>`)."""
@@ -243,6 +291,7 @@ def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", enc=
                                                         "lr", "head_init", "alpha0"))
     if sizes: raise TypeError(f"run() got unknown arguments {sorted(sizes)}")
     if kind == "probe": return probe_run(P, steps, ctx_dim, enc)
+    if kind == "distill": return distill_run(P, steps, teacher_steps, lr, ctx_dim, ce, mse)
     SEED, KQ, KMIN, KMAX = P.seed, P.hyb_kv_questions, P.hyb_kv_min_facts, P.hyb_kv_max_facts
     DIFF = Diffusion(prediction=P.hyb_diff_prediction)
     core = RWKV7Config(vocab_size=256, n_layer=n_layer, n_embd=n_embd, head_size=P.hyb_head_size)
@@ -366,6 +415,14 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
     **{f"binding probe, encoder{' rotary' if rope else ''}, ctx_dim {d}, 3000 steps": dict(kind="probe", steps=3000, ctx_dim=d,
                                                                                           enc=dict(rope=rope))
        for rope in (False, True) for d in (32, 64, 128)},
+    # context → state distilled from the prefix model's own state after reading the context (notebook 10's DistilledState; the
+    # teacher: the prefix model at 1500 steps, lr 1e-3; the generator's encoder has rotary positions)
+    **{f"state distilled and window CE, ctx_dim {d}, 1500 steps, lr {lr_name}": dict(kind="distill", steps=1500, teacher_steps=1500, lr=lr,
+                                                                                   ctx_dim=d) for d in (32, 128) for lr, lr_name in ((1e-3, "1e-3"), (3e-3, "3e-3"))},
+    "state distilled, no window CE, ctx_dim 128, 1500 steps, lr 3e-3": dict(kind="distill", steps=1500, teacher_steps=1500, lr=3e-3,
+                                                                              ctx_dim=128, ce=0.0),
+    "window CE only, from the teacher's frozen core, ctx_dim 128, 1500 steps, lr 3e-3": dict(kind="distill", steps=1500, teacher_steps=1500,
+                                                                                            lr=3e-3, ctx_dim=128, mse=0.0),
 }
 
 
