@@ -26,7 +26,7 @@ from .rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 # %% auto #0
 __all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_vocab', 'kv_example', 'tokenize_kv', 'HybridConfig', 'low_rank_update',
            'rotary_embedding', 'ContextBlock', 'ContextEncoder', 'ParamDenoiser', 'HybridOutput', 'HybridRWKV7',
-           'hybrid_loss', 'fit_denoiser', 'encoder_grad_at_init', 'StateGenerator', 'DistilledState',
+           'hybrid_loss', 'fit_denoiser', 'encoder_grad_at_init', 'StateGenerator', 'DistilledState', 'read_each',
            'state_distill_loss', 'widen_ffn']
 
 # %% ../nbs/10_hybrid.ipynb #k001
@@ -488,13 +488,18 @@ class DistilledState(nn.Module):
     def forward(self, ctx, ctx_mask, tokens) -> HybridOutput:
         return HybridOutput(self.core(tokens, self.gen(ctx, ctx_mask))[0])
 
-def state_distill_loss(model: DistilledState, batch, ce: float = 1.0):
-    """Σ_parts ‖Ŝ_p − S_p‖² / mean S_p² (the core's state after reading the context: the target) + `ce` × the window CE from
-    the generated state, on a batch (ctx, ctx_mask, window[, window target mask]); contexts unpadded. Returns (loss, metrics)."""
+def read_each(read, core: RWKV7, ctx: torch.Tensor, mask: torch.Tensor) -> RWKVState:
+    "`read(core, ctx)` for contexts `[B,Tc]` padded at the end (`mask`): each padded context read alone, without its padding."
+    if bool(mask.all()): return read(core, ctx)
+    parts = [read(core, ctx[i:i + 1, :n]) for i, n in enumerate(mask.sum(1).tolist())]
+    return RWKVState(*(torch.cat([getattr(p, f) for p in parts], 1) for f in ("wkv", "att_shift", "ffn_shift")))
+
+def state_distill_loss(model: DistilledState, batch, ce: float = 0.0):
+    """Σ_parts ‖Ŝ_p − S_p‖² / mean S_p² (the core's state after reading the context: the target), + `ce` × the window CE from
+    the generated state through the frozen core if `ce` > 0, on a batch (ctx, ctx_mask, window[, window target mask]). Returns (loss, metrics)."""
     dev = next(model.gen.parameters()).device
     ctx, mask, win, *rest = (t.to(dev) for t in batch)
-    if not bool(mask.all()): raise ValueError("state_distill_loss reads unpadded contexts (the core's state after each whole context)")
-    with torch.no_grad(): target = model.read(model.core, ctx)
+    with torch.no_grad(): target = read_each(model.read, model.core, ctx, mask)
     if not bool(model.scale.any()):
         model.scale.copy_(torch.stack([x.float().pow(2).mean().clamp_min(1e-12) for x in _state_parts(target)]))
     S = model.gen(ctx, mask)

@@ -419,8 +419,9 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
     # teacher: the prefix model at 1500 steps, lr 1e-3; the generator's encoder has rotary positions)
     **{f"state distilled and window CE, ctx_dim {d}, 1500 steps, lr {lr_name}": dict(kind="distill", steps=1500, teacher_steps=1500, lr=lr,
                                                                                    ctx_dim=d) for d in (32, 128) for lr, lr_name in ((1e-3, "1e-3"), (3e-3, "3e-3"))},
-    "state distilled, no window CE, ctx_dim 128, 1500 steps, lr 3e-3": dict(kind="distill", steps=1500, teacher_steps=1500, lr=3e-3,
-                                                                              ctx_dim=128, ce=0.0),
+    **{f"state distilled, no window CE, ctx_dim {d}, 1500 steps, lr {lr_name}": dict(kind="distill", steps=1500, teacher_steps=1500, lr=lr,
+                                                                                   ctx_dim=d, ce=0.0)
+       for d in (32, 128) for lr, lr_name in ((1e-3, "1e-3"), (3e-3, "3e-3"))},
     "window CE only, from the teacher's frozen core, ctx_dim 128, 1500 steps, lr 3e-3": dict(kind="distill", steps=1500, teacher_steps=1500,
                                                                                             lr=3e-3, ctx_dim=128, mse=0.0),
 }
