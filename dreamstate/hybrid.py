@@ -496,7 +496,8 @@ def read_each(read, core: RWKV7, ctx: torch.Tensor, mask: torch.Tensor) -> RWKVS
 
 def state_distill_loss(model: DistilledState, batch, ce: float = 0.0):
     """Σ_parts ‖Ŝ_p − S_p‖² / mean S_p² (the core's state after reading the context: the target), + `ce` × the window CE from
-    the generated state through the frozen core if `ce` > 0, on a batch (ctx, ctx_mask, window[, window target mask]). Returns (loss, metrics)."""
+    the generated state through the frozen core if `ce` > 0, on a batch (ctx, ctx_mask, window[, window target mask]). Returns (loss,
+    metrics); the metrics carry the window CE (`ce`) either way."""
     dev = next(model.gen.parameters()).device
     ctx, mask, win, *rest = (t.to(dev) for t in batch)
     with torch.no_grad(): target = read_each(model.read, model.core, ctx, mask)
@@ -506,10 +507,10 @@ def state_distill_loss(model: DistilledState, batch, ce: float = 0.0):
     errs = [F.mse_loss(x.float(), y.float()) / s for x, y, s in zip(_state_parts(S), _state_parts(target), model.scale)]
     loss = sum(errs)
     metrics = {"state_err": loss.item(), **{f"state_err_{n}": e.item() for n, e in zip(("wkv", "att_shift", "ffn_shift"), errs)}}
-    if ce:
+    with torch.set_grad_enabled(torch.is_grad_enabled() and ce > 0):     # the window CE: a term of the loss, or only reported
         nll = next_token_nll(model.core(win[:, :-1], S)[0], win[:, 1:], rest[0] if rest and not bool(rest[0].all()) else None)
-        loss = loss + ce * nll
-        metrics["ce"] = nll.item()
+    if ce: loss = loss + ce * nll
+    metrics["ce"] = nll.item()
     return loss, metrics
 
 # %% ../nbs/10_hybrid.ipynb #p001
