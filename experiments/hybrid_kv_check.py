@@ -9,7 +9,9 @@ accuracy with sampled coefficients with and without the rms normalisation ρ, an
 Then what limits the hybrid near 0.45 at 4 facts: the encoder replaced by the facts themselves (oracle z);
 encoders that might bind a key to its value more easily (rotary positions, a short convolution, pooling by
 learned queries, width 128, the state written token by token); and a linear readout of each key's value from
-z (`binding_probe`), on the trained hybrid's frozen z and on an encoder trained for the bindings directly.
+z (`binding_probe`), on the trained hybrid's frozen z and on an encoder trained for the bindings directly. Last,
+context → state distilled (notebook 10's `DistilledState`): a generator trained on the state the prefix model reaches after
+reading the context, at two widths and rates, with and without the window CE, and the window CE alone.
 Writes experiments/results/hybrid_kv_check.json after each run (a rerun skips what is there; another
 profile than `cpu` writes hybrid_kv_check-<profile>.json). Needs no build/.
 
@@ -117,25 +119,6 @@ class OracleHybrid(HybridRWKV7):
         return self.oracle(table.flatten(1))
 
 
-def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    "Rotary position embedding of q or k `[B,nh,T,hs]`: pairs of channels rotated by position × frequency."
-    T, hs = x.shape[-2], x.shape[-1]
-    ang = torch.arange(T, dtype=torch.float32, device=x.device)[:, None] * base ** (-torch.arange(0, hs, 2, device=x.device) / hs)
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2)
-
-
-class RotaryBlock(ContextBlock):
-    "`ContextBlock` with rotary positions on q and k (relative offsets) instead of absolute positions added to the input."
-    def forward(self, x, mask):
-        B, T, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(rotary(q), rotary(k), v, attn_mask=mask[:, None, None, :])
-        x = x + self.proj(a.transpose(1, 2).reshape(B, T, d))
-        return x + self.mlp(self.norm2(x))
-
-
 class VariantEncoder(nn.Module):
     """The context encoder with what may bind a key to its value: rotary positions (`rope`), a causal short convolution
     of width `conv` before the blocks (0: none), and pooling by `n_queries` learned queries (`pool="attn"`) instead of the mean."""
@@ -145,7 +128,7 @@ class VariantEncoder(nn.Module):
         nn.init.normal_(self.emb.weight, std=1.0)
         self.rope, self.pool = rope, pool
         self.conv = nn.Conv1d(d, d, conv, padding=conv - 1) if conv else None
-        self.blocks = nn.ModuleList((RotaryBlock if rope else ContextBlock)(d, heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(ContextBlock(d, heads, rotary=rope) for _ in range(depth))
         if pool == "attn":
             self.queries = nn.Parameter(torch.randn(n_queries, d))
             self.pool_kv, self.pool_out = nn.Linear(d, 2 * d), nn.Linear(n_queries * d, d)
@@ -165,22 +148,16 @@ class VariantEncoder(nn.Module):
         return self.norm((h * m).sum(1) / m.sum(1).clamp_min(1))
 
 
-class EncoderVariantHybrid(HybridRWKV7):
-    "`HybridRWKV7` with `VariantEncoder(**enc)` as its context encoder (drawn from seed + 3)."
-    def __init__(self, cfg, hc, seed=0, enc=None):
-        super().__init__(cfg, hc, seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 3)
-            self.encoder = VariantEncoder(cfg.vocab_size, hc.ctx_dim, hc.ctx_depth, hc.ctx_heads, **(enc or {}))
-
-
-class TokenStateVariantHybrid(TokenStateHybrid):
-    "`TokenStateHybrid` with `VariantEncoder(**enc)` (mean pooling) as its context encoder (drawn from seed + 3)."
-    def __init__(self, cfg, hc, seed=0, enc=None):
-        super().__init__(cfg, hc, seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 3)
-            self.encoder = VariantEncoder(cfg.vocab_size, hc.ctx_dim, hc.ctx_depth, hc.ctx_heads, **(enc or {}))
+def with_variant_encoder(cls):
+    "A subclass of the hybrid `cls` whose context encoder is `VariantEncoder(**enc)` (drawn from seed + 3)."
+    class Variant(cls):
+        def __init__(self, cfg, hc, seed=0, enc=None):
+            super().__init__(cfg, hc, seed)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 3)
+                self.encoder = VariantEncoder(cfg.vocab_size, hc.ctx_dim, hc.ctx_depth, hc.ctx_heads, **(enc or {}))
+    Variant.__name__ = f"{cls.__name__}WithVariantEncoder"
+    return Variant
 
 
 def fact_table(ctx: list[int]) -> list[int]:
@@ -308,8 +285,8 @@ def run(P, kind, steps, coef="matrix", rho=True, fit=0, generate="weights", enc=
         logits = lambda c, x, s=None: m(x, read(c))[0]
     else:
         torch.manual_seed(SEED)
-        if kind == "encoder": m = EncoderVariantHybrid(core, hc, seed=SEED, enc=enc)
-        elif kind == "token_state_encoder": m = TokenStateVariantHybrid(core, hc, seed=SEED, enc=enc)
+        if kind == "encoder": m = with_variant_encoder(HybridRWKV7)(core, hc, seed=SEED, enc=enc)
+        elif kind == "token_state_encoder": m = with_variant_encoder(TokenStateHybrid)(core, hc, seed=SEED, enc=enc)
         else: m = {"outer": OuterHybrid, "token_state": TokenStateHybrid, "oracle": OracleHybrid}.get(kind, HybridRWKV7)(core, hc, seed=SEED)
         if not rho: m.update_coef_rms = lambda *a, **k: None          # ρ stays 1: the denoiser sees raw coefficients
         g = torch.Generator()
