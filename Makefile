@@ -35,7 +35,8 @@ sync-check: install
 # pytest in two processes, a test file each at a time, in the order collected (--no-loadscope-reorder: xdist would
 # otherwise start the files with the most tests first): the two end-to-end runs, `make reproduce PROFILE=paper-smoke`
 # and `make reproduce PROFILE=smoke` (marked end_to_end, collected first, a file each), start at once, one in each
-# process, and the other files fill whichever process is free.
+# process, and the other files queue behind them, each taken by whichever process is free (xdist hands each process
+# one more file at the start).
 test: install sync-check browser
 	$(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder

@@ -26,7 +26,7 @@ from .rwkv7 import RWKV7, RWKV7Config, RWKVState, next_token_nll
 # %% auto #0
 __all__ = ['KV_KEYS', 'KV_VALUES', 'MATS', 'kv_vocab', 'kv_example', 'tokenize_kv', 'HybridConfig', 'low_rank_update',
            'rotary_embedding', 'ContextBlock', 'ContextEncoder', 'ParamDenoiser', 'HybridOutput', 'HybridRWKV7',
-           'hybrid_loss', 'fit_denoiser', 'encoder_grad_at_init', 'StateGenerator', 'DistilledState', 'read_each',
+           'hybrid_loss', 'fit_denoiser', 'encoder_grad_at_init', 'StateGenerator', 'read_each', 'DistilledState',
            'state_distill_loss', 'widen_ffn']
 
 # %% ../nbs/10_hybrid.ipynb #k001
@@ -470,48 +470,52 @@ class StateGenerator(nn.Module):
 
 def _state_parts(S: RWKVState) -> tuple[torch.Tensor, ...]: return S.wkv, S.att_shift, S.ffn_shift
 
+def read_each(read, core: RWKV7, ctx: torch.Tensor, mask: torch.Tensor) -> RWKVState:
+    "`read(core, ctx)` for contexts `[B,Tc]` padded at the end (`mask`): each padded context read alone, without its padding."
+    if bool(mask.all()): return read(core, ctx)
+    return RWKVState.cat([read(core, ctx[i:i + 1, :n]) for i, n in enumerate(mask.sum(1).tolist())])
+
 class DistilledState(nn.Module):
     """A `StateGenerator` in front of a frozen core that reads the context (`core`, e.g. notebook 11's prefix model): the core
     reads `tokens` from the generated state; `forward(ctx, ctx_mask, tokens)` → `HybridOutput`. `read(core, ctx)` is how the
     core reaches its state after a context (the distillation target)."""
     def __init__(self, gen: StateGenerator, core: RWKV7, read):
         super().__init__()
-        if gen.cfg.n_layer != core.cfg.n_layer or gen.cfg.n_head != core.cfg.n_head or gen.cfg.head_size != core.cfg.head_size \
-                or gen.cfg.n_embd != core.cfg.n_embd:
-            raise ValueError(f"the generator's state shape ({gen.cfg}) is not the core's ({core.cfg})")
+        try: RWKVState.zeros(gen.cfg).check(core.cfg)
+        except ValueError as e: raise ValueError(f"the generator's state shape is not the core's: {e}") from None
         self.gen, self.core, self.read = gen, core.requires_grad_(False).eval(), read
         self.register_buffer("scale", torch.zeros(3))        # each part's mean square of the targets (set by the first batch)
 
     def train(self, mode: bool = True):
         super().train(mode); self.core.eval(); return self              # the core stays in evaluation mode
 
-    def forward(self, ctx, ctx_mask, tokens) -> HybridOutput:
-        return HybridOutput(self.core(tokens, self.gen(ctx, ctx_mask))[0])
-
-def read_each(read, core: RWKV7, ctx: torch.Tensor, mask: torch.Tensor) -> RWKVState:
-    "`read(core, ctx)` for contexts `[B,Tc]` padded at the end (`mask`): each padded context read alone, without its padding."
-    if bool(mask.all()): return read(core, ctx)
-    parts = [read(core, ctx[i:i + 1, :n]) for i, n in enumerate(mask.sum(1).tolist())]
-    return RWKVState(*(torch.cat([getattr(p, f) for p in parts], 1) for f in ("wkv", "att_shift", "ffn_shift")))
+    def forward(self, ctx, ctx_mask, tokens, ce: float | None = None, win_mask: torch.Tensor | None = None) -> HybridOutput:
+        """Logits `[B,T,V]` of `tokens` read by the core from the generated state. With `ce` (a float), `tokens` is a window
+        `[B,T+1]` and the output also carries the distillation objective (`loss`, `terms`; the logits are those of
+        `tokens[:, :-1]`), computed here so that DistributedDataParallel sees the generator's parameters."""
+        if ce is None: return HybridOutput(self.core(tokens, self.gen(ctx, ctx_mask))[0])
+        mask = torch.ones_like(ctx, dtype=torch.bool) if ctx_mask is None else ctx_mask
+        with torch.no_grad(): target = read_each(self.read, self.core, ctx, mask)
+        if not bool(self.scale.any()):
+            self.scale.copy_(torch.stack([x.float().pow(2).mean().clamp_min(1e-12) for x in _state_parts(target)]))
+        S = self.gen(ctx, mask)
+        errs = [F.mse_loss(x.float(), y.float()) / s for x, y, s in zip(_state_parts(S), _state_parts(target), self.scale)]
+        loss = sum(errs)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and ce > 0):     # the window CE: a term of the loss, or only reported
+            logits = self.core(tokens[:, :-1], S)[0]
+            nll = next_token_nll(logits, tokens[:, 1:], win_mask)
+        terms = {"state_err": loss.detach(), **{f"state_err_{n}": e.detach() for n, e in zip(("wkv", "att_shift", "ffn_shift"), errs)},
+                 "ce": nll.detach()}
+        return HybridOutput(logits, loss + ce * nll if ce else loss, terms)
 
 def state_distill_loss(model: DistilledState, batch, ce: float = 0.0):
     """Σ_parts ‖Ŝ_p − S_p‖² / mean S_p² (the core's state after reading the context: the target), + `ce` × the window CE from
     the generated state through the frozen core if `ce` > 0, on a batch (ctx, ctx_mask, window[, window target mask]). Returns (loss,
-    metrics); the metrics carry the window CE (`ce`) either way."""
-    dev = next(model.gen.parameters()).device
-    ctx, mask, win, *rest = (t.to(dev) for t in batch)
-    with torch.no_grad(): target = read_each(model.read, model.core, ctx, mask)
-    if not bool(model.scale.any()):
-        model.scale.copy_(torch.stack([x.float().pow(2).mean().clamp_min(1e-12) for x in _state_parts(target)]))
-    S = model.gen(ctx, mask)
-    errs = [F.mse_loss(x.float(), y.float()) / s for x, y, s in zip(_state_parts(S), _state_parts(target), model.scale)]
-    loss = sum(errs)
-    metrics = {"state_err": loss.item(), **{f"state_err_{n}": e.item() for n, e in zip(("wkv", "att_shift", "ffn_shift"), errs)}}
-    with torch.set_grad_enabled(torch.is_grad_enabled() and ce > 0):     # the window CE: a term of the loss, or only reported
-        nll = next_token_nll(model.core(win[:, :-1], S)[0], win[:, 1:], rest[0] if rest and not bool(rest[0].all()) else None)
-    if ce: loss = loss + ce * nll
-    metrics["ce"] = nll.item()
-    return loss, metrics
+    metrics); the metrics carry the window CE (`ce`) either way. `model` may be DDP-wrapped."""
+    net = model.module if hasattr(model, "module") else model
+    ctx, mask, win, *rest = (t.to(net.scale.device) for t in batch)
+    out = model(ctx, mask, win, ce=ce, win_mask=rest[0] if rest and not bool(rest[0].all()) else None)
+    return out.loss, {k: v.item() for k, v in out.terms.items()}
 
 # %% ../nbs/10_hybrid.ipynb #p001
 @torch.no_grad()

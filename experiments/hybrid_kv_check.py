@@ -40,7 +40,7 @@ def encode_keeping_tokens(model, ctx, mask=None):
     mask = torch.ones_like(ctx, dtype=torch.bool) if mask is None else mask
     e = model.encoder
     h = e.emb(ctx)
-    if not getattr(e, "rope", False): h = h + timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
+    if not e.rotary: h = h + timestep_embedding(torch.arange(ctx.shape[1]), e.emb.embedding_dim)
     if getattr(e, "conv", None) is not None: h = h + e.conv(h.transpose(1, 2))[..., :ctx.shape[1]].transpose(1, 2)
     for b in e.blocks: h = b(h, mask)
     model._tok = (model.norm_t(h), mask)
@@ -126,7 +126,7 @@ class VariantEncoder(nn.Module):
         super().__init__()
         self.emb = nn.Embedding(vocab_size, d)
         nn.init.normal_(self.emb.weight, std=1.0)
-        self.rope, self.pool = rope, pool
+        self.rotary, self.pool = rope, pool
         self.conv = nn.Conv1d(d, d, conv, padding=conv - 1) if conv else None
         self.blocks = nn.ModuleList(ContextBlock(d, heads, rotary=rope) for _ in range(depth))
         if pool == "attn":
@@ -137,7 +137,7 @@ class VariantEncoder(nn.Module):
     def forward(self, ctx, mask):
         T, d = ctx.shape[1], self.emb.embedding_dim
         h = self.emb(ctx)
-        if not self.rope: h = h + timestep_embedding(torch.arange(T, device=ctx.device), d)
+        if not self.rotary: h = h + timestep_embedding(torch.arange(T, device=ctx.device), d)
         if self.conv is not None: h = h + self.conv(h.transpose(1, 2))[..., :T].transpose(1, 2)
         for b in self.blocks: h = b(h, mask)
         if self.pool == "attn":
@@ -225,9 +225,8 @@ def distill_run(P, steps, teacher_steps, lr=1e-3, ctx_dim=128, ce=1.0, mse=1.0):
     teacher, read = prefix_teacher(P, teacher_steps)
     m = DistilledState(StateGenerator(teacher.cfg, ctx_dim, P.hyb_ctx_depth, P.hyb_ctx_heads, seed=P.seed), teacher, read)
     def loss_fn(model, b):
-        loss, met = state_distill_loss(model, b, ce=ce)
-        if mse: return loss, met
-        l = next_token_nll(model(b[0], None, b[2][:, :-1]).logits, b[2][:, 1:]); return l, {"ce": l.item()}
+        if mse: return state_distill_loss(model, b, ce=ce)
+        l = next_token_nll(model(b[0], b[1], b[2][:, :-1]).logits, b[2][:, 1:]); return l, {"ce": l.item()}
     t0 = time.time()
     with tempfile.TemporaryDirectory() as d:
         train(m, kv_batches(P, P.seed), loss_fn, TrainConfig(steps=steps, lr=lr, warmup=P.hyb_warmup, ckpt_every=10**9,

@@ -93,3 +93,8 @@ def pytest_collection_modifyitems(config, items):
     --no-loadscope-reorder` their files are the first two scopes, one sent to each worker, so the two longest tests start at
     once and the other files fill whichever worker is free."""
     items.sort(key=lambda it: it.get_closest_marker("end_to_end") is None)
+
+
+def snapshot(folder: Path) -> dict:
+    "Every file under `folder` and its modification time: what an end-to-end run must leave as it was."
+    return {str(f.relative_to(folder)): f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()}

@@ -7,6 +7,7 @@ import nbformat
 import pytest
 import torch
 
+from conftest import snapshot
 from dreamstate.config import ProfileError, check_profile, checkpoint_sha256, load_profile
 from dreamstate.reproduce import reproduce, reproduce_cli
 from dreamstate.rwkv7 import RWKV7, RWKV7Config
@@ -178,17 +179,13 @@ def test_stamps_and_manifest_know_the_checkpoint(tmp_path, monkeypatch):
     assert runs() == 2
 
 
-def _snapshot(folder: Path) -> dict:
-    return {str(f.relative_to(folder)): f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()}
-
-
 @pytest.mark.end_to_end
 def test_paper_smoke_end_to_end(tmp_path):
     """`DREAMSTATE_CHECKPOINT=… make reproduce PROFILE=paper-smoke` on a random-weight World checkpoint (L=2, C=64,
     head size 32), every notebook, into build/paper-smoke/ only."""
     from dreamstate.states import StateDataset
     ck = write_checkpoint(tmp_path / "RWKV-x070-World-random-L2-C64.pth")
-    before = {d: _snapshot(ROOT / d) for d in ("figures", "nbs")}
+    before = {d: snapshot(ROOT / d) for d in ("figures", "nbs")}
     env = {**os.environ, "DREAMSTATE_CHECKPOINT": str(ck)}
     env.pop("DREAMSTATE_DEVICE", None)
     t0 = time.time()
@@ -223,4 +220,4 @@ def test_paper_smoke_end_to_end(tmp_path):
     assert core["prefix_max_abs_logit_diff_at_step0"] < 1e-3                     # (b) widened without changing the function
     assert "11_hybrid_eval" in man["seconds_per_notebook"]
     assert "context_tokens" in (build / "figures" / "hybrid_context_length.csv").read_text()
-    assert {d: _snapshot(ROOT / d) for d in ("figures", "nbs")} == before    # never writes figures/ or nbs/
+    assert {d: snapshot(ROOT / d) for d in ("figures", "nbs")} == before    # never writes figures/ or nbs/

@@ -5,17 +5,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import snapshot
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _snapshot(folder: Path) -> dict:
-    return {str(f.relative_to(folder)): f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()}
 
 
 @pytest.mark.end_to_end
 def test_smoke_profile_end_to_end():
     "Every notebook of nbs/ has run (now or, unchanged since, before) and has its seconds in build/smoke's manifest; figures/ and nbs/ untouched."
-    before = {d: _snapshot(ROOT / d) for d in ("figures", "nbs")}
+    before = {d: snapshot(ROOT / d) for d in ("figures", "nbs")}
     env = {k: v for k, v in os.environ.items() if k not in ("DREAMSTATE_CHECKPOINT", "DREAMSTATE_DEVICE")}
     t0 = time.time()
     r = subprocess.run(["make", "--no-print-directory", "reproduce", "PROFILE=smoke"], cwd=ROOT, env=env,
@@ -25,4 +23,4 @@ def test_smoke_profile_end_to_end():
     man = json.loads((ROOT / "build" / "smoke" / "figures" / "manifest.json").read_text())
     assert man["profile"] == "smoke"
     assert set(man["seconds_per_notebook"]) == {p.stem for p in (ROOT / "nbs").glob("[0-9]*.ipynb")}
-    assert {d: _snapshot(ROOT / d) for d in ("figures", "nbs")} == before    # never writes figures/ or nbs/
+    assert {d: snapshot(ROOT / d) for d in ("figures", "nbs")} == before    # never writes figures/ or nbs/
