@@ -397,7 +397,11 @@ RUNS = {   # name: arguments of `run` (`fit`: -1 is the profile's denoiser steps
                                                                                    ctx_dim=d) for d in (32, 128) for lr, lr_name in ((1e-3, "1e-3"), (3e-3, "3e-3"))},
     **{f"state distilled, no window CE, ctx_dim {d}, 1500 steps, lr {lr_name}": dict(kind="distill", steps=1500, teacher_steps=1500, lr=lr,
                                                                                    ctx_dim=d, ce=0.0)
-       for d in (32, 128) for lr, lr_name in ((1e-3, "1e-3"), (3e-3, "3e-3"))},
+       for d in (32, 64, 128) for lr, lr_name in ((1e-3, "1e-3"), (3e-3, "3e-3"))},
+    # the generator at about (b)'s parameter count (width 64): longer, or at a higher rate
+    **{f"state distilled, no window CE, ctx_dim 64, {n} steps, lr {lr_name}": dict(kind="distill", steps=n, teacher_steps=1500, lr=lr,
+                                                                                 ctx_dim=64, ce=0.0)
+       for n, lr, lr_name in ((4500, 3e-3, "3e-3"), (1500, 1e-2, "1e-2"))},
     "window CE only, from the teacher's frozen core, ctx_dim 128, 1500 steps, lr 3e-3": dict(kind="distill", steps=1500, teacher_steps=1500,
                                                                                             lr=3e-3, ctx_dim=128, mse=0.0),
 }

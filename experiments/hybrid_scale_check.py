@@ -1,0 +1,102 @@
+"""Does the prefix model learn notebook 11's larger key–value task at a longer budget or a higher rate? One seed per
+run, the `cpu` profile's shapes: the core reading the context as a prefix (row (b), widened to the hybrid's
+parameter count), trained on notebook 11's mix of 2–32 facts of 64 keys and values (`hyb_scale_*`), and its answer
+accuracy on held-out examples at every number of facts. Notebook 11 trains it for `hyb_scale_steps` (1500) at the
+rate the small task chose (1e-3); there it answers 0.68 of questions at 2 facts and 0.05 at 32, with the training
+loss still falling. Writes experiments/results/hybrid_scale_check.json after each run (a rerun skips what is there).
+
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_scale_check.py                      # all runs, ≈ 1 h on 1 core
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_scale_check.py --profile smoke --runs "prefix, 1500"
+"""
+import json, random, tempfile, time
+from dataclasses import asdict
+
+import torch
+
+from _common import commit, parse_with_subset, parser, result_path
+from dreamstate.config import load_profile
+from dreamstate.data import ByteTokenizer
+from dreamstate.hybrid import HybridConfig, HybridRWKV7, kv_example, kv_vocab, tokenize_kv
+from dreamstate.rwkv7 import RWKV7, RWKV7Config, next_token_nll
+from dreamstate.train import TrainConfig, train
+
+SEP = 0
+
+
+def prefix_cfg(P) -> RWKV7Config:
+    "Row (b)'s core: the hybrid's core with its channel-mix widened to the hybrid's parameter count (notebook 11's `wide_cfg`)."
+    core = RWKV7Config(vocab_size=256, n_layer=P.hyb_n_layer, n_embd=P.hyb_n_embd, head_size=P.hyb_head_size)
+    W_KV = 8 * P.hyb_kv_questions
+    hc = HybridConfig(rank=P.hyb_rank, ctx_dim=P.hyb_ctx_dim, ctx_depth=P.hyb_ctx_depth, ctx_heads=P.hyb_ctx_heads,
+                      max_ctx=max(16 * max(P.hyb_window, W_KV), P.hyb_ctx_max) + 1, alpha0=P.hyb_alpha0, head_init=P.hyb_head_init,
+                      lambda_diff=P.hyb_lambda_diff, lambda_reg=P.hyb_lambda_reg)
+    torch.manual_seed(0)
+    hyb = sum(p.numel() for n, p in HybridRWKV7(core, hc).named_parameters() if not n.startswith("denoiser"))
+    extra = round((hyb - RWKV7(core).num_params()) / (2 * core.n_layer * core.n_embd))
+    return RWKV7Config(**{**asdict(core), "dim_ffn": core.dim_ffn + extra})
+
+
+def read(model, ctx):
+    "The prefix model's state after the context and the separator."
+    return model(torch.cat([ctx, torch.full_like(ctx[:, :1], SEP)], 1))[1]
+
+
+def run(P, steps, lr, facts=None):
+    SK = kv_vocab(P.hyb_scale_keys, seed=1); SV = kv_vocab(P.hyb_scale_keys, seed=2, exclude=SK)
+    KQ = P.hyb_kv_questions
+    SF = [n for n in P.hyb_scale_facts if KQ <= n <= len(SK)]
+    train_facts = facts or SF
+    tok = ByteTokenizer()
+    def batches(step):      # notebook 11's kv64 batches (stream kv64-train, one number of facts per batch)
+        r = random.Random(f"kv64-train/{P.seed}/{step}")
+        n = r.choice(train_facts)
+        ex = [tokenize_kv(*kv_example(r, n, KQ, SK, SV), tok) for _ in range(P.hyb_batch)]
+        return torch.tensor([c for c, _, _ in ex]), torch.tensor([w for _, w, _ in ex])
+    torch.manual_seed(P.seed)
+    m = RWKV7(prefix_cfg(P)).init_weights(seed=P.seed)
+    def loss_fn(model, b):
+        ctx, win = b
+        l = next_token_nll(model(win[:, :-1], read(model, ctx))[0], win[:, 1:]); return l, {"ce": l.item()}
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as d:
+        hist = train(m, batches, loss_fn, TrainConfig(steps=steps, lr=lr, warmup=P.hyb_warmup, ckpt_every=10**9,
+                                                      log_every=max(1, steps // 20), seed=P.seed), d, progress=False)
+    m.eval()
+    acc = {}
+    for n in SF:            # notebook 11's held-out examples (kv_eval(n, "eval-large", SK, SV))
+        r = random.Random(f"kv-eval-large/{n}")
+        ex = [tokenize_kv(*kv_example(r, n, KQ, SK, SV), tok) for _ in range(P.hyb_kv_eval)]
+        ctx, win = torch.tensor([e[0] for e in ex]), torch.tensor([e[1] for e in ex])
+        with torch.no_grad(): hit = m(win[:, :-1], read(m, ctx))[0].argmax(-1) == win[:, 1:]
+        acc[n] = float(hit.view(len(ex), -1, 8)[:, :, 4:7].all(-1).float().mean())
+    return {"acc_by_facts": acc, "train_facts": train_facts, "params": m.num_params(),
+            "curve": [(h["step"], round(h["ce"], 4)) for h in hist], "seconds": round(time.time() - t0, 1)}
+
+
+RUNS = {
+    "prefix, 1500 steps, lr 1e-3 (notebook 11)": dict(steps=1500, lr=1e-3),
+    "prefix, 1500 steps, lr 3e-3": dict(steps=1500, lr=3e-3),
+    "prefix, 6000 steps, lr 1e-3": dict(steps=6000, lr=1e-3),
+    "prefix, 6000 steps, lr 3e-3": dict(steps=6000, lr=3e-3),
+}
+
+
+def main():
+    ap = parser(__doc__)
+    a, chosen = parse_with_subset(ap, "--runs", RUNS, "; a rerun skips those in the result file")
+    torch.set_num_threads(1)
+    P = load_profile(a.profile)
+    out = result_path(a, "hybrid_scale_check")
+    res = json.loads(out.read_text()) if out.exists() else {}
+    res["_setup"] = {"profile": a.profile, "seed": P.seed, "core": str(prefix_cfg(P)), "eval_examples": P.hyb_kv_eval,
+                     "keys": P.hyb_scale_keys, "torch_threads": 1, "chance": 1 / P.hyb_scale_keys}
+    for name in chosen:
+        if name in res: continue
+        res[name] = {**RUNS[name], **run(P, **RUNS[name]), "commit": commit()}
+        print(name, {k: v for k, v in res[name].items() if k != "curve"}, flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
