@@ -5,7 +5,7 @@ accuracy on held-out examples at every number of facts. Notebook 11 trains it fo
 rate the small task chose (1e-3); there it answers 0.68 of questions at 2 facts and 0.05 at 32, with the training
 loss still falling. Writes experiments/results/hybrid_scale_check.json after each run (a rerun skips what is there).
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_scale_check.py                      # all runs, ≈ 1 h on 1 core
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_scale_check.py                      # all runs, ≈ 20 min on 1 core
     OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_scale_check.py --profile smoke --runs "prefix, 1500"
 """
 import json, random, tempfile, time
@@ -77,7 +77,6 @@ RUNS = {
     "prefix, 1500 steps, lr 1e-3 (notebook 11)": dict(steps=1500, lr=1e-3),
     "prefix, 1500 steps, lr 3e-3": dict(steps=1500, lr=3e-3),
     "prefix, 6000 steps, lr 1e-3": dict(steps=6000, lr=1e-3),
-    "prefix, 6000 steps, lr 3e-3": dict(steps=6000, lr=3e-3),
 }
 
 
