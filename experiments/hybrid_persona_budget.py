@@ -2,7 +2,9 @@
 profile's shapes: row (b), the core reading a persona document's first `hyb_eval_ctx` bytes as a prefix (widened
 to the hybrid's parameter count), trained on notebook 11's persona batches (contexts of `hyb_ctx_min`–`hyb_ctx_max`
 bytes, a window later in the same document), and its window cross-entropy on notebook 11's held-out persona windows
-(`hyb_eval_per_persona` per persona) every 250 steps. Notebook 11 trains the persona rows for `hyb_steps` (200).
+(`hyb_eval_per_persona` per persona, so a budget chosen from these runs was chosen on them) every 250 steps. The
+first run is notebook 11's (b) of seed 1234 at 200 steps, its former `hyb_steps`, and reproduces its window CE
+exactly; from these runs `hyb_steps` is now 1000.
 Writes experiments/results/hybrid_persona_budget.json after each run (a rerun skips what is there).
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_persona_budget.py                # all runs, ≈ 25 min on 1 core
