@@ -81,3 +81,23 @@ class Setup:
         real = [np.trace(np.cov(self.Zte[self.yte == i], rowvar=False)) for i in K]
         return {"fd": float(np.mean([frechet_distance(Z[y == i], self.Zte[self.yte == i]) for i in K])),
                 "variance_ratio": float(np.mean([np.trace(np.cov(Z[y == i], rowvar=False)) / real[i] for i in K]))}
+
+
+def run_each(doc: str, name: str, runs: dict, run, setup) -> dict:
+    """The command line of a script of named one-thread runs: `--profile`, `--out`, `--runs` (names or starts of names of
+    `runs`). Each chosen run not yet in the result file is `run(P, **runs[name])`, recorded with its settings and the
+    commit, and the file (`result_path(…, name)`) is written after each; `setup(P)` heads it. Returns the results."""
+    ap = parser(doc)
+    a, chosen = parse_with_subset(ap, "--runs", runs, "; a rerun skips those in the result file")
+    torch.set_num_threads(1)
+    P = load_profile(a.profile)
+    out = result_path(a, name)
+    res = json.loads(out.read_text()) if out.exists() else {}
+    res["_setup"] = {"profile": a.profile, "seed": P.seed, "torch_threads": 1, **setup(P)}
+    for n in chosen:
+        if n in res: continue
+        res[n] = {**runs[n], **run(P, **runs[n]), "commit": commit()}
+        print(n, res[n], flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+    return res

@@ -10,13 +10,12 @@ Writes experiments/results/hybrid_persona_budget.json after each run (a rerun sk
     OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_persona_budget.py                # all runs, ≈ 25 min on 1 core
     OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_persona_budget.py --profile smoke --runs "prefix, 500"
 """
-import json, random, tempfile, time
+import random, tempfile, time
 
 import torch
 
-from _common import commit, parse_with_subset, parser, result_path
+from _common import run_each
 from hybrid_scale_check import prefix_cfg, read
-from dreamstate.config import load_profile
 from dreamstate.data import ByteTokenizer, profile_corpus
 from dreamstate.rwkv7 import RWKV7, next_token_nll
 from dreamstate.train import TrainConfig, train
@@ -77,20 +76,8 @@ RUNS = {
 
 
 def main():
-    ap = parser(__doc__)
-    a, chosen = parse_with_subset(ap, "--runs", RUNS, "; a rerun skips those in the result file")
-    torch.set_num_threads(1)
-    P = load_profile(a.profile)
-    out = result_path(a, "hybrid_persona_budget")
-    res = json.loads(out.read_text()) if out.exists() else {}
-    res["_setup"] = {"profile": a.profile, "seed": P.seed, "core": str(prefix_cfg(P)), "window": P.hyb_window,
-                     "eval_ctx": P.hyb_eval_ctx, "torch_threads": 1}
-    for name in chosen:
-        if name in res: continue
-        res[name] = {**RUNS[name], **run(P, **RUNS[name]), "commit": commit()}
-        print(name, res[name], flush=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=1))
+    run_each(__doc__, "hybrid_persona_budget", RUNS, run, lambda P: {"core": str(prefix_cfg(P)), "window": P.hyb_window,
+                                                             "eval_ctx": P.hyb_eval_ctx})
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ Writes experiments/results/hybrid_scale_check.json after each run (a rerun skips
     OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_scale_check.py                      # all runs, ≈ 20 min on 1 core
     OMP_NUM_THREADS=1 .venv/bin/python experiments/hybrid_scale_check.py --profile smoke --runs "prefix, 1500"
 """
-import json, random, tempfile, time
+import random, tempfile, time
 from dataclasses import asdict
 
 import torch
 
-from _common import commit, parse_with_subset, parser, result_path
-from dreamstate.config import load_profile
+from _common import run_each
 from dreamstate.data import ByteTokenizer
 from dreamstate.hybrid import HybridConfig, HybridRWKV7, kv_example, kv_vocab, tokenize_kv
 from dreamstate.rwkv7 import RWKV7, RWKV7Config, next_token_nll
@@ -82,20 +81,8 @@ RUNS = {
 
 
 def main():
-    ap = parser(__doc__)
-    a, chosen = parse_with_subset(ap, "--runs", RUNS, "; a rerun skips those in the result file")
-    torch.set_num_threads(1)
-    P = load_profile(a.profile)
-    out = result_path(a, "hybrid_scale_check")
-    res = json.loads(out.read_text()) if out.exists() else {}
-    res["_setup"] = {"profile": a.profile, "seed": P.seed, "core": str(prefix_cfg(P)), "eval_examples": P.hyb_kv_eval,
-                     "keys": P.hyb_scale_keys, "torch_threads": 1, "chance": 1 / P.hyb_scale_keys}
-    for name in chosen:
-        if name in res: continue
-        res[name] = {**RUNS[name], **run(P, **RUNS[name]), "commit": commit()}
-        print(name, {k: v for k, v in res[name].items() if k != "curve"}, flush=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=1))
+    run_each(__doc__, "hybrid_scale_check", RUNS, run, lambda P: {"core": str(prefix_cfg(P)), "eval_examples": P.hyb_kv_eval,
+                                                          "keys": P.hyb_scale_keys, "chance": 1 / P.hyb_scale_keys})
 
 
 if __name__ == "__main__":
