@@ -20,7 +20,8 @@ Fréchet distance and the within-persona variance ratio in the PCA space of `_co
 precision and recall against the held-out states, each divided by real training states' value against
 the same held-out states (the real-vs-real floor). Intervals: 95% over training seeds (n = seeds).
 Writes experiments/results/state_matched_check.json (notebook 09 shows it); checkpoints under
-build/<profile>/experiments/state_matched/ (a rerun resumes).
+build/<profile>/experiments/state_matched/ (a rerun resumes). The result file is written after each trained seed;
+a rerun keeps the rows it holds (scored at the commit each row names) and trains only the missing ones.
 
 `--budget latent` holds the budget at notebook 08's latent model's instead (its parameter count, `latent_steps` ×
 `latent_batch` samples seen): the raw-state DiT and the code DiT are widened (hidden size, at the preset's depth
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from _common import Setup, parser, result_path, write_result
+from _common import Setup, commit, parser, result_path, write_result
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import (DIT_PRESETS, DiT, DiTBlock, LatentStateModel, StateDiT, build_latent_model, build_state_dit, generate_states,
                             profile_layers, timestep_embedding, TimestepEmbedder)
@@ -201,10 +202,40 @@ def main():
             lp = diffusion_log_likelihood(m, diff, Cte, labels, P.eval_nll_steps, P.eval_nll_probes, seed=P.seed)
             rec["nll_per_dim"] = float(-lp.mean() / D)
         rec["score_seconds"] = round(time.time() - t0, 1)
+        rec["commit"] = commit()
         print(rec, flush=True)
         return rec
 
+    out_path = result_path(a, "state_matched_check" if a.budget == "dit" else "state_matched_latent_budget")
+    head = {"budget": a.budget, "budget_params": budget, "samples_seen": steps * batch, "dit_hidden": dit_cfg.hidden, "code_dims": D,
+            "heldout_states": len(pick), "states_per_persona": n_per, "code_mlp_hidden": h_mlp, "code_mlp_depth": a.mlp_depth,
+            "code_dit": dataclasses.asdict(cdit_cfg)}
     rows = []
+    if out_path.exists():                     # keep what an earlier run scored, if it scored the same setup
+        prev = json.loads(out_path.read_text())
+        clash = {k: (prev.get(k), v) for k, v in head.items() if prev.get(k) != v}
+        if clash: raise SystemExit(f"{out_path} was written for another setup ({clash}); move it away or pass --out")
+        rows = [{**r, "commit": r.get("commit", prev["commit"])} for r in prev["rows"]]
+        print(f"kept {len(rows)} rows of {out_path.name}", flush=True)
+    done = {(r["row"], r["seed"]) for r in rows}
+
+    def save():
+        "Writes the result file: every row so far, and per row its mean over training seeds with a 95% interval."
+        summary = []
+        for row in dict.fromkeys(r["row"] for r in rows):
+            rs = [r for r in rows if r["row"] == row]
+            rec = {"row": row, "n": len(rs), "params": rs[0]["params"], "samples_seen": rs[0].get("steps", 0) * rs[0].get("batch", 0)}
+            for k in ("nll_per_dim", "frechet", "variance_ratio", "precision", "recall"):
+                if k not in rs[0]: continue
+                v = [r[k] for r in rs]
+                if k in floor: v = [x / floor[k] for x in v]
+                mu, ci = mean_ci(v)
+                key = k if k not in floor else f"{k}_vs_real"
+                rec[key], rec[f"{key}_ci95"], rec[f"{key}_per_seed"] = mu, ci, [round(x, 4) for x in v]
+            summary.append(rec)
+        write_result(out_path, a.profile, {**head, "floor": floor, "rows": rows, "summary": summary})
+        return summary
+
     cfg0 = TrainConfig(steps=steps, lr=P.dit_lr, warmup=P.dit_warmup, weight_decay=0.0, ckpt_every=P.dit_ckpt_every if a.budget == "dit"
                        else max(1, steps // 8), log_every=50, seed=P.seed, min_lr_ratio=0.1)
     chosen = [r.strip() for r in a.rows.split(",") if r.strip()]
@@ -212,9 +243,11 @@ def main():
         if row not in ("raw-state DiT", "code DiT", "code MLP"): ap.error(f"unknown row {row!r}")
         for s in range(a.seeds):
             seed = P.seed + s
+            if (row, seed) in done: continue
             if row == "raw-state DiT" and s == 0 and not a.retrain_first_dit and a.budget == "dit":    # notebook 08's DiT is this recipe's first seed
                 m = StateDiT.load(P.build_dir / paths["dit"])
                 rows.append(score(m, row, seed, params=n_params(m.net), steps=P.dit_steps, batch=P.dit_batch, trained="notebook 08"))
+                save()
                 continue
             torch.manual_seed(seed)
             m = build(row)
@@ -229,38 +262,25 @@ def main():
             t0 = time.time()
             out = P.build_dir / "experiments" / ("state_matched" if a.budget == "dit" else "state_matched_latent") / f"{row.replace(' ', '_')}_seed{seed}"
             hist = train(m, batch_fn, loss_fn, dataclasses.replace(cfg0, seed=seed), out, after_step=m.update_ema)
-            rows.append(score(m, row, seed, params=n_params(m.net), steps=steps, batch=batch,
-                              final_loss=hist[-1]["loss"], train_seconds=round(time.time() - t0, 1)))
+            rows.append(score(m, row, seed, params=n_params(m.net), steps=steps, batch=batch, final_loss=hist[-1]["loss"],
+                              train_seconds=round(time.time() - t0, 1), torch_threads=torch.get_num_threads()))
+            save()
 
     # the latent models of notebook 08 at their own budget, and the full Gaussian over the same codes
     for s in range(P.latent_seeds):
+        if ("latent model of notebook 08 (its own budget)", P.seed + s) in done: continue
         m = LatentStateModel.load(P.build_dir / paths[f"seed{s}"])
         rows.append(score(m, "latent model of notebook 08 (its own budget)", P.seed + s, params=n_params(m.net), steps=P.latent_steps,
                           batch=P.latent_batch))
-    gauss = DensityBaseline("gmm", components=1).fit(Ctr.double().numpy(), ytr)
-    z = torch.as_tensor(gauss.sample(np.repeat(np.arange(K), n_per), P.seed), dtype=torch.float32)
-    yg = torch.as_tensor(np.repeat(np.arange(K), n_per))
-    g_flat = lat_ref.decode(z, yg, torch.Generator().manual_seed(P.seed)).flatten(1).numpy()
-    rows.append({"row": "full Gaussian per persona (codes → basis)", "seed": P.seed, "params": 0, **sample_metrics(g_flat),
-                 "nll_per_dim": float(-gauss.log_prob(Cte.double().numpy(), yte[pick]).mean() / D)})
+    if ("full Gaussian per persona (codes → basis)", P.seed) not in done:
+        gauss = DensityBaseline("gmm", components=1).fit(Ctr.double().numpy(), ytr)
+        z = torch.as_tensor(gauss.sample(np.repeat(np.arange(K), n_per), P.seed), dtype=torch.float32)
+        yg = torch.as_tensor(np.repeat(np.arange(K), n_per))
+        g_flat = lat_ref.decode(z, yg, torch.Generator().manual_seed(P.seed)).flatten(1).numpy()
+        rows.append({"row": "full Gaussian per persona (codes → basis)", "seed": P.seed, "params": 0, **sample_metrics(g_flat),
+                     "nll_per_dim": float(-gauss.log_prob(Cte.double().numpy(), yte[pick]).mean() / D), "commit": commit()})
 
-    summary = []
-    for row in dict.fromkeys(r["row"] for r in rows):
-        rs = [r for r in rows if r["row"] == row]
-        rec = {"row": row, "n": len(rs), "params": rs[0]["params"], "samples_seen": rs[0].get("steps", 0) * rs[0].get("batch", 0)}
-        for k in ("nll_per_dim", "frechet", "variance_ratio", "precision", "recall"):
-            if k not in rs[0]: continue
-            v = [r[k] for r in rs]
-            if k in floor: v = [x / floor[k] for x in v]
-            mu, ci = mean_ci(v)
-            key = k if k not in floor else f"{k}_vs_real"
-            rec[key], rec[f"{key}_ci95"], rec[f"{key}_per_seed"] = mu, ci, [round(x, 4) for x in v]
-        summary.append(rec)
-        print(rec, flush=True)
-    write_result(result_path(a, "state_matched_check" if a.budget == "dit" else "state_matched_latent_budget"), a.profile,
-                 {"budget": a.budget, "budget_params": budget, "samples_seen": steps * batch, "dit_hidden": dit_cfg.hidden, "code_dims": D, "heldout_states": len(pick),
-                  "states_per_persona": n_per, "code_mlp_hidden": h_mlp, "code_mlp_depth": a.mlp_depth, "code_dit": dataclasses.asdict(cdit_cfg),
-                  "floor": floor, "rows": rows, "summary": summary})
+    for rec in save(): print(rec, flush=True)
 
 
 if __name__ == "__main__":
