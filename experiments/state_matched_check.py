@@ -20,20 +20,21 @@ Fréchet distance and the within-persona variance ratio in the PCA space of `_co
 precision and recall against the held-out states, each divided by real training states' value against
 the same held-out states (the real-vs-real floor). Intervals: 95% over training seeds (n = seeds).
 Writes experiments/results/state_matched_check.json (notebook 09 shows it); checkpoints under
-build/<profile>/experiments/state_matched/ (a rerun resumes). The result file is written after each trained seed;
-a rerun keeps the rows it holds (scored at the commit each row names) and trains only the missing ones.
+build/<profile>/experiments/state_matched/<states' SHA-256>/ (a rerun resumes). The result file is written after each trained seed;
+a rerun keeps the rows it holds (scored at the commit each row names) and trains only the missing ones; it refuses a
+file written for another setup or another build (the LM's and the state dataset's SHA-256 are part of the setup).
 
 `--budget latent` holds the budget at notebook 08's latent model's instead (its parameter count, `latent_steps` ×
 `latent_batch` samples seen): the raw-state DiT and the code DiT are widened (hidden size, at the preset's depth
 and heads) to its parameter count and trained on its samples at `dit_lr`, beside 08's latent models (the code MLP
 at that budget); result in experiments/results/state_matched_latent_budget.json, checkpoints under
-build/<profile>/experiments/state_matched_latent/.
+build/<profile>/experiments/state_matched_latent/<states' SHA-256>/.
 
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_matched_check.py              # cpu profile
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_matched_check.py --budget latent --rows "code DiT"
     OMP_NUM_THREADS=1 .venv/bin/python experiments/state_matched_check.py --profile smoke --seeds 2 --per-persona 8
 """
-import copy, dataclasses, json, math, time
+import copy, dataclasses, hashlib, json, math, time
 
 import numpy as np
 import torch
@@ -87,6 +88,14 @@ class CodeDiT(nn.Module):
         for b in self.blocks: h = b(h, c)
         sh, sc = self.ada_out(c).chunk(2, -1)
         return self.out(self.norm_out(h) * (1 + sc[:, None]) + sh[:, None]).reshape(B, -1)
+
+
+def sha256(path) -> str:
+    "The SHA-256 of a file, read in 16 MiB pieces."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 24), b""): h.update(b)
+    return h.hexdigest()
 
 
 def n_params(net: nn.Module) -> int: return sum(p.numel() for p in net.parameters())
@@ -209,7 +218,8 @@ def main():
     out_path = result_path(a, "state_matched_check" if a.budget == "dit" else "state_matched_latent_budget")
     head = {"budget": a.budget, "budget_params": budget, "samples_seen": steps * batch, "dit_hidden": dit_cfg.hidden, "code_dims": D,
             "heldout_states": len(pick), "states_per_persona": n_per, "code_mlp_hidden": h_mlp, "code_mlp_depth": a.mlp_depth,
-            "code_dit": dataclasses.asdict(cdit_cfg)}
+            "code_dit": dataclasses.asdict(cdit_cfg),
+            "build": {f: sha256(P.build_dir / f) for f in ("lm/rwkv7.pth", "states/states.safetensors")}}
     rows = []
     if out_path.exists():                     # keep what an earlier run scored, if it scored the same setup
         prev = json.loads(out_path.read_text())
@@ -260,7 +270,8 @@ def main():
                 x, y, step = batch
                 return diff.loss(model, x, y, null_label=K, p_uncond=0.1, generator=torch.Generator().manual_seed(seed * 7919 + step)), {}
             t0 = time.time()
-            out = P.build_dir / "experiments" / ("state_matched" if a.budget == "dit" else "state_matched_latent") / f"{row.replace(' ', '_')}_seed{seed}"
+            out = (P.build_dir / "experiments" / ("state_matched" if a.budget == "dit" else "state_matched_latent") /    # per build: a rebuilt LM
+                   head["build"]["states/states.safetensors"][:12] / f"{row.replace(' ', '_')}_seed{seed}")                # never resumes these
             hist = train(m, batch_fn, loss_fn, dataclasses.replace(cfg0, seed=seed), out, after_step=m.update_ema)
             rows.append(score(m, row, seed, params=n_params(m.net), steps=steps, batch=batch, final_loss=hist[-1]["loss"],
                               train_seconds=round(time.time() - t0, 1), torch_threads=torch.get_num_threads()))
