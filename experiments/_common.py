@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamstate.config import load_profile
+from dreamstate.config import checkpoint_sha256, load_profile
 from dreamstate.metrics import PCASpace, frechet_distance
 from dreamstate.rwkv7 import RWKV7
 from dreamstate.states import StateDataset
@@ -45,6 +45,21 @@ def commit() -> str:
     return git_commit(ROOT)
 
 
+BUILD_FILES = ("lm/rwkv7.pth", "states/states.safetensors")
+
+
+def build_fingerprint(P) -> dict:
+    """The SHA-256 of each of `BUILD_FILES` in build/<profile>/ that exists (cached by size and mtime): a state experiment's
+    result records the LM and the state dataset it was computed on, so a notebook can tell whether it read this build's."""
+    return {f: checkpoint_sha256(P.build_dir / f, P.build_dir / "checkpoint_sha256.json") for f in BUILD_FILES if (P.build_dir / f).exists()}
+
+
+def work_dir(P, name: str, build: dict) -> Path:
+    """Where a state experiment keeps its codes and checkpoints: build/<profile>/experiments/`name`/<the state dataset's SHA-256,
+    12 digits>/, so that a rerun on a rebuilt LM or state dataset never resumes another build's runs."""
+    return P.build_dir / "experiments" / name / build["states/states.safetensors"][:12]
+
+
 def result_path(a: argparse.Namespace, name: str) -> Path:
     "Where the script `name` writes its result: `--out`, else experiments/results/`name`.json (`name`-PROFILE.json for a profile not the script's default)."
     if a.out: return Path(a.out)
@@ -64,6 +79,7 @@ class Setup:
     def __init__(self, profile: str = "cpu", pca_dims: int = 32):
         torch.set_num_threads(2)
         self.P = load_profile(profile)
+        self.build = build_fingerprint(self.P)
         lm = RWKV7.load(self.P.build_dir / "lm" / "rwkv7.pth").eval()
         states = StateDataset.load(self.P.build_dir / "states", lm.cfg)
         self.tr, self.te = states.split("train"), states.split("test")

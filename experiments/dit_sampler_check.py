@@ -52,7 +52,7 @@ def main():
         m = sample(S, dit, diffusion, **SETTINGS[name])
         rows.append({"setting": name, **SETTINGS[name], **m, "seconds": round(time.time() - t0, 1)})
         print(f"{name:28s} FD {m['fd']:7.0f}  variance ratio {m['variance_ratio']:.3f}  {rows[-1]['seconds']:.0f}s", flush=True)
-    write_result(result_path(a, "dit_sampler_check"), a.profile, {"per_persona": len(S.labels) // len(S.names), "rows": rows})
+    write_result(result_path(a, "dit_sampler_check"), a.profile, {"build": S.build, "per_persona": len(S.labels) // len(S.names), "rows": rows})
 
 
 if __name__ == "__main__":

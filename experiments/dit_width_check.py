@@ -2,7 +2,7 @@
 low diversity? Trains a state DiT variant on a profile's state dataset (build/<profile>/states) and
 measures the mean per-persona Fréchet distance and the within-persona variance ratio of its samples in
 notebook 09's PCA space, EMA and raw weights (experiments/results/dit_width_check.json, one entry per
-variant). Training checkpoints go under build/<profile>/experiments/dit_width/ (a rerun resumes).
+variant). Training checkpoints go under build/<profile>/experiments/dit_width/<states' SHA-256>/ (a rerun on the same build resumes).
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/dit_width_check.py --norm channel --steps 800 --preset W3 --pred v
     OMP_NUM_THREADS=1 .venv/bin/python experiments/dit_width_check.py --norm coordinate --steps 800 --preset DiT-T/4 --pred v
@@ -12,7 +12,7 @@ import json, time
 
 import torch
 
-from _common import Setup, parser, result_path, write_result
+from _common import Setup, parser, result_path, work_dir, write_result
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import DIT_PRESETS, DiTConfig, StateDiT, build_state_dit, state_statistics
 from dreamstate.train import TrainConfig, train
@@ -61,7 +61,7 @@ def main():
     t0 = time.time()
     tc = TrainConfig(steps=a.steps, lr=1e-3, warmup=100, weight_decay=0.0, ckpt_every=10**9, log_every=50, seed=0, min_lr_ratio=0.1)
     tag = f"{a.norm}_{a.preset.replace('/', '')}_{a.pred}_{a.steps}_{a.ema_decay}"
-    train(dit, batch_fn, loss_fn, tc, S.P.build_dir / "experiments" / "dit_width" / f"run_{tag}", after_step=dit.update_ema)
+    train(dit, batch_fn, loss_fn, tc, work_dir(S.P, "dit_width", S.build) / f"run_{tag}", after_step=dit.update_ema)
     train_s = round(time.time() - t0)
     print("train s", train_s, flush=True)
     dit.eval()
@@ -83,7 +83,7 @@ def main():
     path = result_path(a, "dit_width_check")
     runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
     runs[tag] = {"norm": a.norm, "preset": a.preset, "dit": WIDE.get(a.preset, DIT_PRESETS.get(a.preset)), "pred": a.pred,
-                 "steps": a.steps, "ema_decay": a.ema_decay, "params": n_params, "train_seconds": train_s, "rows": rows}
+                 "steps": a.steps, "ema_decay": a.ema_decay, "params": n_params, "train_seconds": train_s, "rows": rows, "build": S.build}
     write_result(path, a.profile, {"runs": runs})
 
 

@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn as nn
 
-from _common import parser, result_path, write_result
+from _common import build_fingerprint, parser, result_path, write_result
 from dreamstate.config import load_profile
 from dreamstate.dit import build_state_dit
 from dreamstate.rwkv7 import RWKV7
@@ -67,7 +67,7 @@ def main():
         rows.append({"k_per_layer": k, "pca_heldout_rel_error": float((pca_err / energy).mean()),
                      "autoencoder_heldout_rel_error": float((ae_err / energy).mean()), "seconds": round(time.time() - t0, 1)})
         print(rows[-1], flush=True)
-    write_result(result_path(a, "latent_basis_check"), a.profile, {"hidden": a.hidden, "epochs": a.epochs, "seed": a.seed, "rows": rows})
+    write_result(result_path(a, "latent_basis_check"), a.profile, {"build": build_fingerprint(P), "hidden": a.hidden, "epochs": a.epochs, "seed": a.seed, "rows": rows})
 
 
 if __name__ == "__main__":

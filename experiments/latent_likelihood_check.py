@@ -13,7 +13,7 @@ import copy, time
 import numpy as np
 import torch
 
-from _common import parser, result_path, write_result
+from _common import build_fingerprint, parser, result_path, work_dir, write_result
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import build_latent_model, profile_layers
@@ -30,6 +30,7 @@ def main():
     ap.add_argument("--per-persona", type=int, default=84, help="held-out states per persona scored")
     a = ap.parse_args()
     P = load_profile(a.profile)
+    build = build_fingerprint(P)
     lm = RWKV7.load(P.build_dir / "lm" / "rwkv7.pth")
     states = StateDataset.load(P.build_dir / "states", lm.cfg)
     tr, te = states.split("train"), states.split("test")
@@ -61,7 +62,7 @@ def main():
             x, y, step = batch
             return diff.loss(model, x, y, null_label=len(names), p_uncond=0.1, generator=torch.Generator().manual_seed(P.seed * 7919 + step)), {}
         t0 = time.time()
-        hist = train(m, batch_fn, loss_fn, cfg, P.build_dir / "experiments" / f"latent_likelihood_{steps}", after_step=m.update_ema)
+        hist = train(m, batch_fn, loss_fn, cfg, work_dir(P, "latent_likelihood", build) / str(steps), after_step=m.update_ema)
         m.eval()
         for weights in ("ema", "raw"):
             for grid in (grids if (mult == 1 and weights == "ema") else grids[:1]):
@@ -72,7 +73,7 @@ def main():
                 print(rows[-1], flush=True)
         print(f"{steps} steps: trained and scored in {time.time() - t0:.0f} s", flush=True)
     write_result(result_path(a, "latent_likelihood_check"), a.profile,
-                 {"heldout_states": len(pick), "code_dims": D, "seed": P.seed, "rows": rows})
+                 {"build": build, "heldout_states": len(pick), "code_dims": D, "seed": P.seed, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ training seed, EMA weights) is trained at the sizes `--latent-at`, each at 1× a
 `n_gen` states per persona with a full next-token window) as held-out NLL per code dimension, lower is better.
 Saturation: the first size at which doubling the data improves the best density by less than `--tol` nats
 per dimension. Writes experiments/results/state_data_growth.json (notebook 09 shows it); codes and
-checkpoints under build/<profile>/experiments/state_data_growth/ (a rerun resumes).
+checkpoints under build/<profile>/experiments/state_data_growth/<states' SHA-256>/ (a rerun on the same build resumes).
 
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_data_growth.py            # cpu profile
     OMP_NUM_THREADS=1 .venv/bin/python experiments/state_data_growth.py --profile smoke --mults 1,2 --latent-at 2 --latent-budget 1
@@ -21,7 +21,7 @@ import copy, json, time
 import numpy as np
 import torch
 
-from _common import parser, result_path, write_result
+from _common import build_fingerprint, parser, result_path, work_dir, write_result
 from dreamstate.config import load_profile
 from dreamstate.data import persona_corpus
 from dreamstate.diffusion import Diffusion
@@ -57,7 +57,8 @@ def main():
     tr, te = states.split("train"), states.split("test")
     names, K = states.label_names, len(states.label_names)
     layers = profile_layers(P, lm.cfg)
-    work = P.build_dir / "experiments" / "state_data_growth"
+    build = build_fingerprint(P)
+    work = work_dir(P, "state_data_growth", build)
     work.mkdir(parents=True, exist_ok=True)
 
     # notebook 08's basis: deterministic (an SVD of the profile's training states), built as 08 builds it
@@ -155,7 +156,7 @@ def main():
     gains = [{"from": m0 * n0, "to": m1 * n0, "gain_per_dim": best[m0] - best[m1]} for m0, m1 in zip(mults, mults[1:]) if m1 == 2 * m0]
     saturated_at = next((g["from"] for g in gains if g["gain_per_dim"] < a.tol), None)
     write_result(result_path(a, "state_data_growth"), a.profile,
-                 {"heldout_states": len(ref), "code_dims": D, "profile_states_per_persona": n0, "tol": a.tol, "seed": P.seed,
+                 {"build": build, "heldout_states": len(ref), "code_dims": D, "profile_states_per_persona": n0, "tol": a.tol, "seed": P.seed,
                   "rows": rows, "best_density_gains": gains, "saturated_at": saturated_at})
     print("gains of the best density per doubling:", gains, "saturated at", saturated_at, flush=True)
 

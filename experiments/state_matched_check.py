@@ -34,13 +34,13 @@ build/<profile>/experiments/state_matched_latent/<states' SHA-256>/.
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_matched_check.py --budget latent --rows "code DiT"
     OMP_NUM_THREADS=1 .venv/bin/python experiments/state_matched_check.py --profile smoke --seeds 2 --per-persona 8
 """
-import copy, dataclasses, hashlib, json, math, time
+import copy, dataclasses, json, math, time
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from _common import Setup, commit, parser, result_path, write_result
+from _common import Setup, commit, parser, result_path, work_dir, write_result
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import (DIT_PRESETS, DiT, DiTBlock, LatentStateModel, StateDiT, build_latent_model, build_state_dit, generate_states,
                             profile_layers, timestep_embedding, TimestepEmbedder)
@@ -88,14 +88,6 @@ class CodeDiT(nn.Module):
         for b in self.blocks: h = b(h, c)
         sh, sc = self.ada_out(c).chunk(2, -1)
         return self.out(self.norm_out(h) * (1 + sc[:, None]) + sh[:, None]).reshape(B, -1)
-
-
-def sha256(path) -> str:
-    "The SHA-256 of a file, read in 16 MiB pieces."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 24), b""): h.update(b)
-    return h.hexdigest()
 
 
 def n_params(net: nn.Module) -> int: return sum(p.numel() for p in net.parameters())
@@ -219,7 +211,7 @@ def main():
     head = {"budget": a.budget, "budget_params": budget, "samples_seen": steps * batch, "dit_hidden": dit_cfg.hidden, "code_dims": D,
             "heldout_states": len(pick), "states_per_persona": n_per, "code_mlp_hidden": h_mlp, "code_mlp_depth": a.mlp_depth,
             "code_dit": dataclasses.asdict(cdit_cfg),
-            "build": {f: sha256(P.build_dir / f) for f in ("lm/rwkv7.pth", "states/states.safetensors")}}
+            "build": S.build}
     rows = []
     if out_path.exists():                     # keep what an earlier run scored, if it scored the same setup
         prev = json.loads(out_path.read_text())
@@ -270,8 +262,7 @@ def main():
                 x, y, step = batch
                 return diff.loss(model, x, y, null_label=K, p_uncond=0.1, generator=torch.Generator().manual_seed(seed * 7919 + step)), {}
             t0 = time.time()
-            out = (P.build_dir / "experiments" / ("state_matched" if a.budget == "dit" else "state_matched_latent") /    # per build: a rebuilt LM
-                   head["build"]["states/states.safetensors"][:12] / f"{row.replace(' ', '_')}_seed{seed}")                # never resumes these
+            out = work_dir(P, "state_matched" if a.budget == "dit" else "state_matched_latent", S.build) / f"{row.replace(' ', '_')}_seed{seed}"
             hist = train(m, batch_fn, loss_fn, dataclasses.replace(cfg0, seed=seed), out, after_step=m.update_ema)
             rows.append(score(m, row, seed, params=n_params(m.net), steps=steps, batch=batch, final_loss=hist[-1]["loss"],
                               train_seconds=round(time.time() - t0, 1), torch_threads=torch.get_num_threads()))
