@@ -108,6 +108,7 @@ def main():
                 print(name, rows[-1], flush=True)
         var = (sv ** 2) / (sv ** 2).sum()
         out[name] = {"teacher": f"hybrid/{folder}/b seed {P.seed}, {steps} steps", "fit_states": len(X), "dims": D,
+                     "scale": dict(zip(("wkv", "att_shift", "ffn_shift"), scale.tolist())),     # each part's mean square: the loss's weights
                      "variance_in_top_k": {k: float(var[:k].sum()) for k in ks}, "rows": rows, "seconds": round(time.time() - t0, 1)}
     write_result(result_path(a, "hybrid_state_rank_check"), a.profile,
                  {"gen_dim": P.hyb_gen_dim, "eval_examples": P.hyb_kv_eval, "tasks": out})
