@@ -40,9 +40,13 @@ def parse_with_subset(ap: argparse.ArgumentParser, option: str, names, note: str
 
 
 def commit() -> str:
-    "HEAD's hash, `-dirty` with uncommitted code (`unknown` outside a git checkout): `dreamstate.figures.git_commit`."
+    "HEAD's hash, `-dirty` with uncommitted code, the experiments' scripts included (`unknown` outside a git checkout)."
+    import subprocess
     from dreamstate.figures import git_commit
-    return git_commit(ROOT)
+    h = git_commit(ROOT)
+    if h.endswith("-dirty") or h == "unknown": return h
+    st = subprocess.run(["git", "status", "--porcelain", "--", "experiments/*.py"], cwd=ROOT, capture_output=True, text=True)
+    return h + ("-dirty" if st.stdout.strip() else "")          # the package's check leaves experiments/ out; a result's script is code too
 
 
 BUILD_FILES = ("lm/rwkv7.pth", "states/states.safetensors")
@@ -56,9 +60,11 @@ def build_fingerprint(P) -> dict:
 
 
 def work_dir(P, name: str, build: dict) -> Path:
-    """Where a state experiment keeps its codes and checkpoints: build/<profile>/experiments/`name`/<the state dataset's SHA-256,
-    12 digits>/, so that a rerun on a rebuilt LM or state dataset never resumes another build's runs."""
-    return P.build_dir / "experiments" / name / build["states/states.safetensors"][:12]
+    """Where a state experiment keeps its codes and checkpoints: build/<profile>/experiments/`name`/<12 digits of the SHA-256 of
+    the build's fingerprint (the LM's and the state dataset's)>/, so that a rerun on a rebuilt LM or state dataset never resumes
+    another build's runs."""
+    import hashlib
+    return P.build_dir / "experiments" / name / hashlib.sha256(json.dumps(build, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def result_path(a: argparse.Namespace, name: str) -> Path:
@@ -69,9 +75,10 @@ def result_path(a: argparse.Namespace, name: str) -> Path:
 
 def write_result(path: Path, profile: str, result: dict) -> dict:
     "Writes `result` to `path` as JSON, headed by the commit and the profile; returns what it wrote."
+    from dreamstate.figures import _write_atomic
     out = {"commit": commit(), "profile": profile, **result}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(out, indent=1) + "\n"))     # a kill mid-write leaves the last file whole
     return out
 
 

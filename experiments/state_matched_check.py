@@ -235,8 +235,25 @@ def main():
                 key = k if k not in floor else f"{k}_vs_real"
                 rec[key], rec[f"{key}_ci95"], rec[f"{key}_per_seed"] = mu, ci, [round(x, 4) for x in v]
             summary.append(rec)
-        write_result(out_path, a.profile, {**head, "floor": floor, "rows": rows, "summary": summary})
+        write_result(out_path, a.profile, {**head, "floor": floor, "rows": rows, "summary": summary})     # atomic: a kill leaves the last one
         return summary
+
+    # first, what needs no training: the latent models of notebook 08 at their own budget, and the full Gaussian over the same
+    # codes (every record written after a trained seed then holds the rows the comparisons are made against)
+    for s in range(P.latent_seeds):
+        if ("latent model of notebook 08 (its own budget)", P.seed + s) in done: continue
+        m = LatentStateModel.load(P.build_dir / paths[f"seed{s}"])
+        rows.append(score(m, "latent model of notebook 08 (its own budget)", P.seed + s, params=n_params(m.net), steps=P.latent_steps,
+                          batch=P.latent_batch))
+    if ("full Gaussian per persona (codes → basis)", P.seed) not in done:
+        gauss = DensityBaseline("gmm", components=1).fit(Ctr.double().numpy(), ytr)
+        z = torch.as_tensor(gauss.sample(np.repeat(np.arange(K), n_per), P.seed), dtype=torch.float32)
+        yg = torch.as_tensor(np.repeat(np.arange(K), n_per))
+        g_flat = lat_ref.decode(z, yg, torch.Generator().manual_seed(P.seed)).flatten(1).numpy()
+        rows.append({"row": "full Gaussian per persona (codes → basis)", "seed": P.seed, "params": 0, **sample_metrics(g_flat),
+                     "nll_per_dim": float(-gauss.log_prob(Cte.double().numpy(), yte[pick]).mean() / D), "commit": commit()})
+
+    save()
 
     cfg0 = TrainConfig(steps=steps, lr=P.dit_lr, warmup=P.dit_warmup, weight_decay=0.0, ckpt_every=P.dit_ckpt_every if a.budget == "dit"
                        else max(1, steps // 8), log_every=50, seed=P.seed, min_lr_ratio=0.1)
@@ -267,20 +284,6 @@ def main():
             rows.append(score(m, row, seed, params=n_params(m.net), steps=steps, batch=batch, final_loss=hist[-1]["loss"],
                               train_seconds=round(time.time() - t0, 1), torch_threads=torch.get_num_threads()))
             save()
-
-    # the latent models of notebook 08 at their own budget, and the full Gaussian over the same codes
-    for s in range(P.latent_seeds):
-        if ("latent model of notebook 08 (its own budget)", P.seed + s) in done: continue
-        m = LatentStateModel.load(P.build_dir / paths[f"seed{s}"])
-        rows.append(score(m, "latent model of notebook 08 (its own budget)", P.seed + s, params=n_params(m.net), steps=P.latent_steps,
-                          batch=P.latent_batch))
-    if ("full Gaussian per persona (codes → basis)", P.seed) not in done:
-        gauss = DensityBaseline("gmm", components=1).fit(Ctr.double().numpy(), ytr)
-        z = torch.as_tensor(gauss.sample(np.repeat(np.arange(K), n_per), P.seed), dtype=torch.float32)
-        yg = torch.as_tensor(np.repeat(np.arange(K), n_per))
-        g_flat = lat_ref.decode(z, yg, torch.Generator().manual_seed(P.seed)).flatten(1).numpy()
-        rows.append({"row": "full Gaussian per persona (codes → basis)", "seed": P.seed, "params": 0, **sample_metrics(g_flat),
-                     "nll_per_dim": float(-gauss.log_prob(Cte.double().numpy(), yte[pick]).mean() / D), "commit": commit()})
 
     for rec in save(): print(rec, flush=True)
 
