@@ -34,7 +34,7 @@ build/<profile>/experiments/state_matched_latent/<states' SHA-256>/.
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_matched_check.py --budget latent --rows "code DiT"
     OMP_NUM_THREADS=1 .venv/bin/python experiments/state_matched_check.py --profile smoke --seeds 2 --per-persona 8
 """
-import copy, dataclasses, json, math, time
+import copy, dataclasses, json, time
 
 import numpy as np
 import torch
