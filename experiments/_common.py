@@ -1,13 +1,14 @@
 """What the experiments share: their command line (`--profile`, `--out`), the JSON result they write
 (with the commit and the profile), and for the DiT diagnostics the profile's LM and state dataset,
 notebook 09's PCA space and the per-persona Fréchet distance / variance of generated states in it."""
-import argparse, json
+import argparse, hashlib, json, subprocess
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dreamstate.config import checkpoint_sha256, load_profile
+from dreamstate.figures import _write_atomic, git_commit
 from dreamstate.metrics import PCASpace, frechet_distance
 from dreamstate.rwkv7 import RWKV7
 from dreamstate.states import StateDataset
@@ -41,8 +42,6 @@ def parse_with_subset(ap: argparse.ArgumentParser, option: str, names, note: str
 
 def commit() -> str:
     "HEAD's hash, `-dirty` with uncommitted code, the experiments' scripts included (`unknown` outside a git checkout)."
-    import subprocess
-    from dreamstate.figures import git_commit
     h = git_commit(ROOT)
     if h.endswith("-dirty") or h == "unknown": return h
     st = subprocess.run(["git", "status", "--porcelain", "--", "experiments/*.py"], cwd=ROOT, capture_output=True, text=True)
@@ -63,7 +62,6 @@ def work_dir(P, name: str, build: dict) -> Path:
     """Where a state experiment keeps its codes and checkpoints: build/<profile>/experiments/`name`/<12 digits of the SHA-256 of
     the build's fingerprint (the LM's and the state dataset's)>/, so that a rerun on a rebuilt LM or state dataset never resumes
     another build's runs."""
-    import hashlib
     return P.build_dir / "experiments" / name / hashlib.sha256(json.dumps(build, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -75,7 +73,6 @@ def result_path(a: argparse.Namespace, name: str) -> Path:
 
 def write_result(path: Path, profile: str, result: dict) -> dict:
     "Writes `result` to `path` as JSON, headed by the commit and the profile; returns what it wrote."
-    from dreamstate.figures import _write_atomic
     out = {"commit": commit(), "profile": profile, **result}
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(out, indent=1) + "\n"))     # a kill mid-write leaves the last file whole
@@ -123,5 +120,5 @@ def run_each(doc: str, name: str, runs: dict, run, setup) -> dict:
         res[n] = {**runs[n], **run(P, **runs[n]), "commit": commit()}
         print(n, res[n], flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=1))
+        _write_atomic(out, lambda tmp: tmp.write_text(json.dumps(res, indent=1)))
     return res

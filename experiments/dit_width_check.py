@@ -2,7 +2,7 @@
 low diversity? Trains a state DiT variant on a profile's state dataset (build/<profile>/states) and
 measures the mean per-persona Fréchet distance and the within-persona variance ratio of its samples in
 notebook 09's PCA space, EMA and raw weights (experiments/results/dit_width_check.json, one entry per
-variant). Training checkpoints go under build/<profile>/experiments/dit_width/<states' SHA-256>/ (a rerun on the same build resumes).
+variant). Training checkpoints go under build/<profile>/experiments/dit_width/<build fingerprint>/ (a rerun on the same build resumes).
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/dit_width_check.py --norm channel --steps 800 --preset W3 --pred v
     OMP_NUM_THREADS=1 .venv/bin/python experiments/dit_width_check.py --norm coordinate --steps 800 --preset DiT-T/4 --pred v

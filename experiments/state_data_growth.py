@@ -11,7 +11,7 @@ training seed, EMA weights) is trained at the sizes `--latent-at`, each at 1× a
 `n_gen` states per persona with a full next-token window) as held-out NLL per code dimension, lower is better.
 Saturation: the first size at which doubling the data improves the best density by less than `--tol` nats
 per dimension. Writes experiments/results/state_data_growth.json (notebook 09 shows it); codes and
-checkpoints under build/<profile>/experiments/state_data_growth/<states' SHA-256>/ (a rerun on the same build resumes).
+checkpoints under build/<profile>/experiments/state_data_growth/<build fingerprint>/ (a rerun on the same build resumes).
 
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_data_growth.py            # cpu profile
     OMP_NUM_THREADS=1 .venv/bin/python experiments/state_data_growth.py --profile smoke --mults 1,2 --latent-at 2 --latent-budget 1

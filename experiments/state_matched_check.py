@@ -20,7 +20,7 @@ Fréchet distance and the within-persona variance ratio in the PCA space of `_co
 precision and recall against the held-out states, each divided by real training states' value against
 the same held-out states (the real-vs-real floor). Intervals: 95% over training seeds (n = seeds).
 Writes experiments/results/state_matched_check.json (notebook 09 shows it); checkpoints under
-build/<profile>/experiments/state_matched/<states' SHA-256>/ (a rerun resumes). The result file is written after each trained seed;
+build/<profile>/experiments/state_matched/<build fingerprint>/ (a rerun resumes). The result file is written after each trained seed;
 a rerun keeps the rows it holds (scored at the commit each row names) and trains only the missing ones; it refuses a
 file written for another setup or another build (the LM's and the state dataset's SHA-256 are part of the setup).
 
@@ -28,7 +28,7 @@ file written for another setup or another build (the LM's and the state dataset'
 `latent_batch` samples seen): the raw-state DiT and the code DiT are widened (hidden size, at the preset's depth
 and heads) to its parameter count and trained on its samples at `dit_lr`, beside 08's latent models (the code MLP
 at that budget); result in experiments/results/state_matched_latent_budget.json, checkpoints under
-build/<profile>/experiments/state_matched_latent/<states' SHA-256>/.
+build/<profile>/experiments/state_matched_latent/<build fingerprint>/.
 
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_matched_check.py              # cpu profile
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_matched_check.py --budget latent --rows "code DiT"
