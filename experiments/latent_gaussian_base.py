@@ -1,0 +1,173 @@
+"""Can a diffusion model beat the closed-form Gaussian on held-out likelihood if it starts from it? Notebook 09 finds a
+full Gaussian per persona (in the latent model's code space) describes held-out states better than the latent diffusion
+model at every data size and budget measured. Here the latent model's denoiser is the sum of the *exact* denoiser of
+that Gaussian (per persona; for the null label, the mixture of the personas' Gaussians) and notebook 08's code denoiser,
+whose output layer starts at zero: before training the model is the Gaussian, and training can only add what the
+Gaussian misses.
+
+Protocol (the profile's states, the codes of notebook 08's basis, the profile's seed):
+- a validation split, `--val` of each persona's training states; the Gaussian base and every network are fitted on the
+  rest; held-out NLL per code dimension on validation every `--eval-every` steps (EMA weights, a `--val-grid`-point
+  ODE grid) and at the end on the test states (EMA and raw weights, `--grid` points), one Hutchinson probe;
+- known answers: the untrained model's ODE likelihood equals the base Gaussian's closed form on the test states, at
+  each grid (the ODE's and the estimator's error; the Gaussian's smallest directions, at the covariance floor 1e-3,
+  need a fine grid); the plain latent model of 08's recipe is trained beside it on the same
+  split, so the gain is measured against both the Gaussian and the model without the base;
+- learning rates `--lrs` for each row, the one with the best final validation NLL chosen per row.
+Writes experiments/results/latent_gaussian_base.json.
+
+    OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py                 # cpu profile
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/latent_gaussian_base.py --profile smoke --lrs 1e-3 --eval-every 10
+"""
+import copy, json, time
+
+import numpy as np
+import torch
+from torch import nn
+
+from _common import build_fingerprint, parser, result_path, work_dir, write_result
+from dreamstate.config import load_profile
+from dreamstate.diffusion import Diffusion
+from dreamstate.dit import build_latent_model, profile_layers
+from dreamstate.metrics import DensityBaseline, diffusion_log_likelihood
+from dreamstate.rwkv7 import RWKV7
+from dreamstate.states import StateDataset
+from dreamstate.train import TrainConfig, train
+
+
+class GaussianBaseDenoiser(nn.Module):
+    """ε or v of `net(x, t, y)` added to the exact prediction for data N(μ_y, Σ_y) (label y < K), or for the mixture
+    Σ_k w_k N(μ_k, Σ_k) (the null label K). Σ_k = U_k diag(ℓ_k) U_kᵀ; per class, in the eigenbasis d = U_kᵀ(x − αμ_k):
+    E[x0 | x] = μ_k + U_k (αℓ/(α²ℓ + σ²) d) and E[ε | x] = U_k (σ/(α²ℓ + σ²) d)."""
+    def __init__(self, net: nn.Module, diffusion: Diffusion, means, covs, weights):
+        super().__init__()
+        self.net, self.diffusion = net, diffusion
+        e, U = torch.linalg.eigh(torch.as_tensor(np.asarray(covs), dtype=torch.float64))
+        self.register_buffer("mu", torch.as_tensor(np.asarray(means), dtype=torch.float32))     # [K, D]
+        self.register_buffer("ell", e.clamp_min(0).float())                                      # [K, D]
+        self.register_buffer("U", U.float())                                                     # [K, D, D]
+        self.register_buffer("logw", torch.as_tensor(np.log(np.asarray(weights)), dtype=torch.float32))
+
+    def base(self, x, t, y):
+        a, s = self.diffusion._a(t, x)                                   # [B, 1] each
+        d = torch.einsum("bd,kde->bke", x, self.U) - a[:, :, None] * torch.einsum("kd,kde->ke", self.mu, self.U)   # [B, K, D]
+        v = a[:, :, None] ** 2 * self.ell + s[:, :, None] ** 2                                   # [B, K, D]
+        x0 = self.mu + torch.einsum("bke,kde->bkd", a[:, :, None] * self.ell / v * d, self.U)
+        eps = torch.einsum("bke,kde->bkd", s[:, :, None] / v * d, self.U)
+        K = self.mu.shape[0]
+        r = (-0.5 * (d ** 2 / v + v.log()).sum(-1) + self.logw).softmax(-1)                     # [B, K]: the null label's posterior
+        onehot = nn.functional.one_hot(y.clamp(max=K - 1), K).to(x.dtype)
+        w = torch.where((y == K)[:, None], r, onehot)[:, :, None]
+        x0, eps = (w * x0).sum(1), (w * eps).sum(1)
+        return eps if self.diffusion.prediction == "eps" else a * eps - s * x0
+
+    def forward(self, x, t, y):
+        return self.base(x, t, y) + self.net(x, t, y)
+
+
+def main():
+    ap = parser(__doc__)
+    ap.add_argument("--lrs", default="3e-4,1e-3,3e-3", help="learning rates tried for each row")
+    ap.add_argument("--budget", type=int, default=1, help="training steps, in multiples of the profile's latent_steps")
+    ap.add_argument("--rows", default="gaussian base,plain", help="which rows to train")
+    ap.add_argument("--val", type=float, default=0.1, help="share of each persona's training states held for validation")
+    ap.add_argument("--eval-every", type=int, default=1000, help="validation NLL every this many steps")
+    ap.add_argument("--grid", type=int, default=192, help="ODE grid points on the test states (the known answer checks it and twice it)")
+    ap.add_argument("--val-grid", type=int, default=96, help="ODE grid points on the validation states")
+    a = ap.parse_args()
+    P = load_profile(a.profile)
+    build = build_fingerprint(P)
+    lm = RWKV7.load(P.build_dir / "lm" / "rwkv7.pth")
+    states = StateDataset.load(P.build_dir / "states", lm.cfg)
+    tr, te = states.split("train"), states.split("test")
+    names = tr.label_names
+    layers = profile_layers(P, lm.cfg)
+    torch.manual_seed(P.seed)
+    lat = build_latent_model(tr, P.latent_k, P.latent_hidden, P.latent_depth, P.dit_norm, P.dit_ema, layers, residual=P.latent_residual)
+    Z, Zte = lat.encode(tr.wkv), lat.encode(te.wkv)
+    Y, yte = tr.label_ids(names), te.label_ids(names).numpy()
+    g = np.random.default_rng(P.seed)
+    val = np.zeros(len(Z), bool)
+    for c in range(len(names)):
+        idx = np.where(Y.numpy() == c)[0]; val[g.choice(idx, max(1, int(round(a.val * len(idx)))), replace=False)] = True
+    Ztr, Ytr, Zva, yva = Z[~val], Y[~val], Z[val], Y[val].numpy()
+    D = Z.shape[1]
+    print(f"{len(Ztr)} training, {len(Zva)} validation, {len(Zte)} test states; {D} code dimensions", flush=True)
+    gauss = DensityBaseline("gmm", components=1).fit(Ztr.double().numpy(), Ytr.numpy())
+    gfull = DensityBaseline("gmm", components=1).fit(Z.double().numpy(), Y.numpy())
+    closed = {"val": float(-gauss.log_prob(Zva.double().numpy(), yva).mean() / D),
+              "test": float(-gauss.log_prob(Zte.double().numpy(), yte).mean() / D),
+              "test, fitted on all training states": float(-gfull.log_prob(Zte.double().numpy(), yte).mean() / D)}
+    print("Gaussian per persona:", closed, flush=True)
+    means = [gauss.parts[c].means_[0] for c in range(len(names))]
+    covs = [gauss.parts[c].covariances_[0] for c in range(len(names))]
+    freq = np.bincount(Ytr.numpy(), minlength=len(names)) / len(Ytr)
+    diff = Diffusion(P.dit_schedule, 1000, P.dit_prediction)
+    lab = lambda ids: [names[i] for i in ids]
+    def nll(m, Zx, yx, weights="ema", grid=None):
+        m.eval()
+        out = float(-diffusion_log_likelihood(m, diff, Zx, lab(yx), grid or a.grid, 1, seed=P.seed, weights=weights).mean() / D)
+        m.train()
+        return out
+
+    def make(row):
+        m = copy.deepcopy(lat)
+        if row == "gaussian base":
+            m.net = GaussianBaseDenoiser(m.net, diff, means, covs, freq)
+            m.ema = copy.deepcopy(m.net).requires_grad_(False)
+        return m
+
+    known = {}
+    m0 = make("gaussian base")
+    t0 = time.time()
+    for grid in (a.val_grid, a.grid, 2 * a.grid):
+        known[f"untrained gaussian-base model, test NLL/dim (ODE, {grid} points)"] = nll(m0, Zte, yte, grid=grid)
+    known["the same, closed form"] = closed["test"]
+    known["untrained, validation NLL/dim (ODE, validation grid)"] = nll(m0, Zva, yva, grid=a.val_grid)
+    known["the same, closed form (validation)"] = closed["val"]
+    known["seconds"] = round(time.time() - t0, 1)
+    print(known, flush=True)
+
+    steps = P.latent_steps * a.budget
+    runs = []
+    for row in [r.strip() for r in a.rows.split(",")]:
+        for lr in [float(x) for x in a.lrs.split(",")]:
+            m = make(row)
+            out_dir = work_dir(P, "latent_gaussian_base", build) / f"{row}-{lr:g}-{steps}"
+            curve_file = out_dir / "val_curve.json"                   # the curve survives a resumed run
+            curve = json.loads(curve_file.read_text()) if curve_file.exists() else []
+            def after(model, step):
+                model.update_ema(step=step)
+                if (step + 1) % a.eval_every == 0 or step + 1 == steps:
+                    curve.append({"step": step + 1, "val_nll_per_dim": nll(model, Zva, yva, grid=a.val_grid)})
+                    curve_file.write_text(json.dumps(curve))
+                    print(row, lr, curve[-1], flush=True)
+            cfg = TrainConfig(steps=steps, lr=lr, warmup=P.dit_warmup, weight_decay=0.0, ckpt_every=steps, log_every=50,
+                              seed=P.seed, min_lr_ratio=0.1)
+            def batch_fn(step):
+                gg = torch.Generator().manual_seed(P.seed * 1_000_003 + step)
+                idx = torch.randint(0, len(Ztr), (P.latent_batch,), generator=gg)
+                return Ztr[idx], Ytr[idx], step
+            def loss_fn(model, batch):
+                x, y, step = batch
+                return diff.loss(model, x, y, null_label=len(names), p_uncond=0.1, generator=torch.Generator().manual_seed(P.seed * 7919 + step)), {}
+            t1 = time.time()
+            hist = train(m, batch_fn, loss_fn, cfg, out_dir, after_step=after)
+            secs = time.time() - t1
+            runs.append({"row": row, "lr": lr, "steps": steps, "final_loss": hist[-1]["loss"], "train_seconds": round(secs),
+                         "val_curve": curve, "val_nll_per_dim": curve[-1]["val_nll_per_dim"] if curve else None,
+                         "test_nll_per_dim_ema": nll(m, Zte, yte, "ema"), "test_nll_per_dim_raw": nll(m, Zte, yte, "raw")})
+            print(runs[-1], flush=True)
+            write_result(result_path(a, "latent_gaussian_base"), a.profile,
+                         {"build": build, "seed": P.seed, "code_dims": D, "states": {"train": len(Ztr), "val": len(Zva), "test": len(Zte)},
+                          "gaussian": closed, "known_answers": known, "runs": runs})
+    best = {}
+    for r in runs:
+        if r["val_nll_per_dim"] is not None and (r["row"] not in best or r["val_nll_per_dim"] < best[r["row"]]["val_nll_per_dim"]):
+            best[r["row"]] = r
+    for row, r in best.items():
+        print(f"{row}: lr {r['lr']:g} chosen on validation; test NLL/dim {r['test_nll_per_dim_ema']:.4f} (EMA), Gaussian {closed['test']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
