@@ -48,17 +48,27 @@ class GaussianBaseDenoiser(nn.Module):
         self.register_buffer("U", U.float())                                                     # [K, D, D]
         self.register_buffer("logw", torch.as_tensor(np.log(np.asarray(weights)), dtype=torch.float32))
 
+    def _posterior(self, x, a, s, k):
+        "E[x0 | x] and E[ε | x] under class k's Gaussian for rows `x` `[b, D]` at levels `a`, `s` `[b, 1]`; and log N(x; αμ_k, α²Σ_k + σ²I) up to a constant."
+        d = (x - a * self.mu[k]) @ self.U[k]
+        v = a ** 2 * self.ell[k] + s ** 2
+        x0 = self.mu[k] + (a * self.ell[k] / v * d) @ self.U[k].T
+        eps = (s / v * d) @ self.U[k].T
+        return x0, eps, -0.5 * (d ** 2 / v + v.log()).sum(-1)
+
     def base(self, x, t, y):
         a, s = self.diffusion._a(t, x)                                   # [B, 1] each
-        d = torch.einsum("bd,kde->bke", x, self.U) - a[:, :, None] * torch.einsum("kd,kde->ke", self.mu, self.U)   # [B, K, D]
-        v = a[:, :, None] ** 2 * self.ell + s[:, :, None] ** 2                                   # [B, K, D]
-        x0 = self.mu + torch.einsum("bke,kde->bkd", a[:, :, None] * self.ell / v * d, self.U)
-        eps = torch.einsum("bke,kde->bkd", s[:, :, None] / v * d, self.U)
         K = self.mu.shape[0]
-        r = (-0.5 * (d ** 2 / v + v.log()).sum(-1) + self.logw).softmax(-1)                     # [B, K]: the null label's posterior
-        onehot = nn.functional.one_hot(y.clamp(max=K - 1), K).to(x.dtype)
-        w = torch.where((y == K)[:, None], r, onehot)[:, :, None]
-        x0, eps = (w * x0).sum(1), (w * eps).sum(1)
+        x0, eps = torch.zeros_like(x), torch.zeros_like(x)
+        for k in range(K):                                               # a labelled row needs its own class only
+            i = (y == k).nonzero().flatten()
+            if len(i): x0[i], eps[i] = self._posterior(x[i], a[i], s[i], k)[:2]
+        i = (y == K).nonzero().flatten()
+        if len(i):                                                       # the null label: the mixture's posterior
+            parts = [self._posterior(x[i], a[i], s[i], k) for k in range(K)]
+            r = (torch.stack([p[2] for p in parts], -1) + self.logw).softmax(-1)[:, :, None]     # [b, K, 1]
+            x0[i] = (r * torch.stack([p[0] for p in parts], 1)).sum(1)
+            eps[i] = (r * torch.stack([p[1] for p in parts], 1)).sum(1)
         return eps if self.diffusion.prediction == "eps" else a * eps - s * x0
 
     def forward(self, x, t, y):
