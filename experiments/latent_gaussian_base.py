@@ -23,12 +23,13 @@ import copy, json, time
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from _common import build_fingerprint, parser, result_path, work_dir, write_result
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
-from dreamstate.dit import build_latent_model, profile_layers
+from dreamstate.dit import CodeDenoiser, build_latent_model, profile_layers
 from dreamstate.metrics import DensityBaseline, diffusion_log_likelihood
 from dreamstate.rwkv7 import RWKV7
 from dreamstate.states import StateDataset
@@ -80,6 +81,8 @@ def main():
     ap.add_argument("--lrs", default="3e-4,1e-3,3e-3", help="learning rates tried for each row")
     ap.add_argument("--budget", type=int, default=1, help="training steps, in multiples of the profile's latent_steps")
     ap.add_argument("--rows", default="gaussian base,plain", help="which rows to train")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds of each `--seed-rows` row, at the learning rate chosen on validation")
+    ap.add_argument("--seed-rows", default="gaussian base", help="which rows get `--seeds` training seeds")
     ap.add_argument("--val", type=float, default=0.1, help="share of each persona's training states held for validation")
     ap.add_argument("--eval-every", type=int, default=1000, help="validation NLL every this many steps")
     ap.add_argument("--grid", type=int, default=192, help="ODE grid points on the test states (the known answer checks it and twice it)")
@@ -114,69 +117,109 @@ def main():
     freq = np.bincount(Ytr.numpy(), minlength=len(names)) / len(Ytr)
     diff = Diffusion(P.dit_schedule, 1000, P.dit_prediction)
     lab = lambda ids: [names[i] for i in ids]
-    def nll(m, Zx, yx, weights="ema", grid=None):
+    def nll_rows(m, Zx, yx, weights="ema", grid=None):
+        "Per state: NLL per code dimension under the model's ODE (one probe seeded by the profile's seed: every model sees the same probes)."
         m.eval()
-        out = float(-diffusion_log_likelihood(m, diff, Zx, lab(yx), grid or a.grid, 1, seed=P.seed, weights=weights).mean() / D)
+        out = (-diffusion_log_likelihood(m, diff, Zx, lab(yx), grid or a.grid, 1, seed=P.seed, weights=weights) / D).numpy()
         m.train()
         return out
+    nll = lambda *args, **kw: float(nll_rows(*args, **kw).mean())
+    gauss_rows = -gauss.log_prob(Zte.double().numpy(), yte) / D
 
-    def make(row):
+    cfg_net = lat.net.cfg
+    def make(row, seed):
+        "The row's model of training seed `seed` (an offset to the profile's seed): the denoiser drawn as notebook 08 draws it."
         m = copy.deepcopy(lat)
-        if row == "gaussian base":
-            m.net = GaussianBaseDenoiser(m.net, diff, means, covs, freq)
-            m.ema = copy.deepcopy(m.net).requires_grad_(False)
+        torch.manual_seed(P.seed + seed)
+        m.net = CodeDenoiser(cfg_net)                                    # seed 0: the very weights `lat` was built with
+        if row == "gaussian base": m.net = GaussianBaseDenoiser(m.net, diff, means, covs, freq)
+        m.ema = copy.deepcopy(m.net).requires_grad_(False)
         return m
+    assert all(torch.equal(p, q) for p, q in zip(make("plain", 0).net.parameters(), lat.net.parameters()))
 
-    known = {}
-    m0 = make("gaussian base")
-    t0 = time.time()
-    for grid in (a.val_grid, a.grid, 2 * a.grid):
-        known[f"untrained gaussian-base model, test NLL/dim (ODE, {grid} points)"] = nll(m0, Zte, yte, grid=grid)
-    known["the same, closed form"] = closed["test"]
-    known["untrained, validation NLL/dim (ODE, validation grid)"] = nll(m0, Zva, yva, grid=a.val_grid)
-    known["the same, closed form (validation)"] = closed["val"]
-    known["seconds"] = round(time.time() - t0, 1)
+    out_path = result_path(a, "latent_gaussian_base")
+    old = json.loads(out_path.read_text()) if out_path.exists() else {}
+    same = old.get("build") == build and old.get("grid") == a.grid and old.get("val_grid") == a.val_grid
+    known = old.get("known_answers", {}) if same and "untrained_test_rows" in old else {}
+    if known: untrained_rows = np.asarray(old["untrained_test_rows"])
+    else:
+        m0 = make("gaussian base", 0)
+        t0 = time.time()
+        for grid in (a.val_grid, a.grid, 2 * a.grid):
+            r0 = nll_rows(m0, Zte, yte, grid=grid)
+            if grid == a.grid: untrained_rows = r0                       # the same ODE and probes as the trained models' scores
+            known[f"untrained gaussian-base model, test NLL/dim (ODE, {grid} points)"] = float(r0.mean())
+        known["the same, closed form"] = closed["test"]
+        known["untrained, validation NLL/dim (ODE, validation grid)"] = nll(m0, Zva, yva, grid=a.val_grid)
+        known["the same, closed form (validation)"] = closed["val"]
+        known["seconds"] = round(time.time() - t0, 1)
     print(known, flush=True)
 
     steps = P.latent_steps * a.budget
-    runs = []
-    for row in [r.strip() for r in a.rows.split(",")]:
-        for lr in [float(x) for x in a.lrs.split(",")]:
-            m = make(row)
-            out_dir = work_dir(P, "latent_gaussian_base", build) / f"{row}-{lr:g}-{steps}"
-            curve_file = out_dir / "val_curve.json"                   # the curve survives a resumed run
-            curve = json.loads(curve_file.read_text()) if curve_file.exists() else []
-            def after(model, step):
-                model.update_ema(step=step)
-                if (step + 1) % a.eval_every == 0 or step + 1 == steps:
-                    curve.append({"step": step + 1, "val_nll_per_dim": nll(model, Zva, yva, grid=a.val_grid)})
-                    curve_file.write_text(json.dumps(curve))
-                    print(row, lr, curve[-1], flush=True)
-            cfg = TrainConfig(steps=steps, lr=lr, warmup=P.dit_warmup, weight_decay=0.0, ckpt_every=steps, log_every=50,
-                              seed=P.seed, min_lr_ratio=0.1)
-            def batch_fn(step):
-                gg = torch.Generator().manual_seed(P.seed * 1_000_003 + step)
-                idx = torch.randint(0, len(Ztr), (P.latent_batch,), generator=gg)
-                return Ztr[idx], Ytr[idx], step
-            def loss_fn(model, batch):
-                x, y, step = batch
-                return diff.loss(model, x, y, null_label=len(names), p_uncond=0.1, generator=torch.Generator().manual_seed(P.seed * 7919 + step)), {}
-            t1 = time.time()
-            hist = train(m, batch_fn, loss_fn, cfg, out_dir, after_step=after)
-            secs = time.time() - t1
-            runs.append({"row": row, "lr": lr, "steps": steps, "final_loss": hist[-1]["loss"], "train_seconds": round(secs),
-                         "val_curve": curve, "val_nll_per_dim": curve[-1]["val_nll_per_dim"] if curve else None,
-                         "test_nll_per_dim_ema": nll(m, Zte, yte, "ema"), "test_nll_per_dim_raw": nll(m, Zte, yte, "raw")})
-            print(runs[-1], flush=True)
-            write_result(result_path(a, "latent_gaussian_base"), a.profile,
-                         {"build": build, "seed": P.seed, "code_dims": D, "states": {"train": len(Ztr), "val": len(Zva), "test": len(Zte)},
-                          "gaussian": closed, "known_answers": known, "runs": runs})
+    runs = [r for r in old.get("runs", []) if "test_rows_ema" in r] if same else []      # a rerun keeps what it has
+    def save():
+        write_result(out_path, a.profile,
+                     {"build": build, "seed": P.seed, "code_dims": D, "grid": a.grid, "val_grid": a.val_grid,
+                      "states": {"train": len(Ztr), "val": len(Zva), "test": len(Zte)},
+                      "gaussian": closed, "gaussian_test_rows": [round(float(v), 6) for v in gauss_rows],
+                      "untrained_test_rows": [round(float(v), 6) for v in untrained_rows], "known_answers": known, "runs": runs})
+
+    def run(row, lr, seed):
+        if any((r["row"], r["lr"], r["steps"], r.get("seed", 0)) == (row, lr, steps, seed) for r in runs): return
+        m = make(row, seed)
+        out_dir = work_dir(P, "latent_gaussian_base", build) / (f"{row}-{lr:g}-{steps}" + (f"-seed{seed}" if seed else ""))
+        curve_file = out_dir / "val_curve.json"                          # the curve survives a resumed run
+        curve = json.loads(curve_file.read_text()) if curve_file.exists() else []
+        def after(model, step):
+            model.update_ema(step=step)
+            if (step + 1) % a.eval_every == 0 or step + 1 == steps:
+                curve.append({"step": step + 1, "val_nll_per_dim": nll(model, Zva, yva, grid=a.val_grid)})
+                curve_file.write_text(json.dumps(curve))
+                print(row, lr, seed, curve[-1], flush=True)
+        sd = P.seed + seed
+        cfg = TrainConfig(steps=steps, lr=lr, warmup=P.dit_warmup, weight_decay=0.0, ckpt_every=max(1, steps // 4), log_every=50,
+                          seed=sd, min_lr_ratio=0.1)
+        def batch_fn(step):
+            gg = torch.Generator().manual_seed(sd * 1_000_003 + step)
+            idx = torch.randint(0, len(Ztr), (P.latent_batch,), generator=gg)
+            return Ztr[idx], Ytr[idx], step
+        def loss_fn(model, batch):
+            x, y, step = batch
+            return diff.loss(model, x, y, null_label=len(names), p_uncond=0.1, generator=torch.Generator().manual_seed(sd * 7919 + step)), {}
+        t1 = time.time()
+        hist = train(m, batch_fn, loss_fn, cfg, out_dir, after_step=after)
+        secs = time.time() - t1
+        rows_ema = nll_rows(m, Zte, yte, "ema")
+        diff_rows = rows_ema - gauss_rows                                # paired per held-out state: below 0, the model is better
+        diff_ode = rows_ema - untrained_rows                             # the same, against the Gaussian through the same ODE
+        runs.append({"row": row, "lr": lr, "steps": steps, "seed": seed, "final_loss": hist[-1]["loss"], "train_seconds": round(secs),
+                     "val_curve": curve, "val_nll_per_dim": curve[-1]["val_nll_per_dim"] if curve else None,
+                     "test_nll_per_dim_ema": float(rows_ema.mean()), "test_nll_per_dim_raw": nll(m, Zte, yte, "raw"),
+                     "test_minus_gaussian": float(diff_rows.mean()),
+                     "test_minus_gaussian_ci95": float(1.96 * diff_rows.std(ddof=1) / np.sqrt(len(diff_rows))),
+                     "test_minus_untrained_ode": float(diff_ode.mean()),
+                     "test_minus_untrained_ode_ci95": float(1.96 * diff_ode.std(ddof=1) / np.sqrt(len(diff_ode))),
+                     "test_rows_ema": [round(float(v), 6) for v in rows_ema]})
+        print({k: v for k, v in runs[-1].items() if k != "test_rows_ema"}, flush=True)
+        save()
+
+    save()
+    rows = [r.strip() for r in a.rows.split(",")]
+    for row in rows:
+        for lr in [float(x) for x in a.lrs.split(",")]: run(row, lr, 0)
     best = {}
     for r in runs:
-        if r["val_nll_per_dim"] is not None and (r["row"] not in best or r["val_nll_per_dim"] < best[r["row"]]["val_nll_per_dim"]):
-            best[r["row"]] = r
-    for row, r in best.items():
-        print(f"{row}: lr {r['lr']:g} chosen on validation; test NLL/dim {r['test_nll_per_dim_ema']:.4f} (EMA), Gaussian {closed['test']:.4f}")
+        if r.get("seed", 0) == 0 and r["val_nll_per_dim"] is not None and \
+           (r["row"] not in best or r["val_nll_per_dim"] < best[r["row"]]["val_nll_per_dim"]): best[r["row"]] = r
+    for row in [r.strip() for r in a.seed_rows.split(",") if r.strip()]:
+        for seed in range(1, a.seeds): run(row, best[row]["lr"], seed)
+    for row, b in best.items():
+        per = [r for r in runs if r["row"] == row and r["lr"] == b["lr"] and r["steps"] == steps]
+        d = np.array([r["test_minus_gaussian"] for r in per]); do = np.array([r["test_minus_untrained_ode"] for r in per])
+        half = lambda v: float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+        print(f"{row}: lr {b['lr']:g} chosen on validation; {len(per)} training seeds; test NLL/dim {np.mean([r['test_nll_per_dim_ema'] for r in per]):.4f} "
+              f"(EMA), Gaussian {closed['test']:.4f}; minus the Gaussian {d.mean():+.4f} ± {half(d):.4f} (closed form), "
+              f"{do.mean():+.4f} ± {half(do):.4f} (through the same ODE); per seed {np.round(d, 4).tolist()}")
 
 
 if __name__ == "__main__":
