@@ -34,7 +34,7 @@ build/<profile>/experiments/state_matched_latent/<build fingerprint>/.
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_matched_check.py --budget latent --rows "code DiT"
     OMP_NUM_THREADS=1 .venv/bin/python experiments/state_matched_check.py --profile smoke --seeds 2 --per-persona 8
 """
-import copy, dataclasses, json, time
+import copy, dataclasses, hashlib, json, time
 
 import numpy as np
 import torch
@@ -258,6 +258,8 @@ def main():
     cfg0 = TrainConfig(steps=steps, lr=P.dit_lr, warmup=P.dit_warmup, weight_decay=0.0, ckpt_every=P.dit_ckpt_every if a.budget == "dit"
                        else max(1, steps // 8), log_every=50, seed=P.seed, min_lr_ratio=0.1)
     chosen = [r.strip() for r in a.rows.split(",") if r.strip()]
+    # checkpoints per setup as well as per build: a changed budget, size, token or learning rate never resumes another setup's run
+    setup_key = hashlib.sha256(json.dumps({**head, "lr": cfg0.lr, "warmup": cfg0.warmup}, sort_keys=True, default=str).encode()).hexdigest()[:12]
     for row in chosen:
         if row not in ("raw-state DiT", "code DiT", "code MLP"): ap.error(f"unknown row {row!r}")
         for s in range(a.seeds):
@@ -279,7 +281,7 @@ def main():
                 x, y, step = batch
                 return diff.loss(model, x, y, null_label=K, p_uncond=0.1, generator=torch.Generator().manual_seed(seed * 7919 + step)), {}
             t0 = time.time()
-            out = work_dir(P, "state_matched" if a.budget == "dit" else "state_matched_latent", S.build) / f"{row.replace(' ', '_')}_seed{seed}"
+            out = work_dir(P, "state_matched" if a.budget == "dit" else "state_matched_latent", S.build) / setup_key / f"{row.replace(' ', '_')}_seed{seed}"
             hist = train(m, batch_fn, loss_fn, dataclasses.replace(cfg0, seed=seed), out, after_step=m.update_ema)
             rows.append(score(m, row, seed, params=n_params(m.net), steps=steps, batch=batch, final_loss=hist[-1]["loss"],
                               train_seconds=round(time.time() - t0, 1), torch_threads=torch.get_num_threads()))
