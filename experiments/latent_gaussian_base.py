@@ -1,25 +1,31 @@
-"""Can a diffusion model beat the closed-form Gaussian on held-out likelihood if it starts from it? Notebook 09 finds a
+"""Can a diffusion model beat the closed-form density on held-out likelihood if it starts from it? Notebook 09 finds a
 full Gaussian per persona (in the latent model's code space) describes held-out states better than the latent diffusion
-model at every data size and budget measured. Here the latent model's denoiser is the sum of the *exact* denoiser of
-that Gaussian (per persona; for the null label, the mixture of the personas' Gaussians) and notebook 08's code denoiser,
-whose output layer starts at zero: before training the model is the Gaussian, and training can only add what the
-Gaussian misses.
+model at every data size and budget measured. Here the latent model's prediction is the sum of the *exact* prediction
+of the best closed-form density of 09's family (a mixture of full Gaussians per persona, its size chosen on
+validation; at the profile's data size, one component: the Gaussian; for the null label, the mixture over personas)
+and notebook 08's code denoiser, whose output layer starts at zero: before training the model is that density, and
+training can only add what it misses.
 
 Protocol (the profile's states, the codes of notebook 08's basis, the profile's seed):
-- a validation split, `--val` of each persona's training states; the Gaussian base and every network are fitted on the
-  rest; held-out NLL per code dimension on validation every `--eval-every` steps (EMA weights, a `--val-grid`-point
-  ODE grid) and at the end on the test states (EMA and raw weights, `--grid` points), one Hutchinson probe;
-- known answers: the untrained model's ODE likelihood equals the base Gaussian's closed form on the test states, at
-  each grid (the ODE's and the estimator's error; the Gaussian's smallest directions, at the covariance floor 1e-3,
-  need a fine grid); the plain latent model of 08's recipe is trained beside it on the same
-  split, so the gain is measured against both the Gaussian and the model without the base;
-- learning rates `--lrs` for each row, the one with the best final validation NLL chosen per row.
-Writes experiments/results/latent_gaussian_base.json.
+- a validation split, `--val` of each persona's training states; the base and every network are fitted on the rest;
+  held-out NLL per code dimension on validation every `--eval-every` steps (EMA weights, a `--val-grid`-point ODE grid,
+  `--val-eval` states per persona) and at the end on the test states (EMA and raw weights, `--grid` points), one
+  Hutchinson probe seeded by the profile's seed;
+- known answers: the untrained model's ODE likelihood equals the base's closed form on the test states, at each grid
+  (the ODE's and the estimator's error; the smallest directions, at the covariance floor 1e-3, need a fine grid);
+- rows `--rows`: the model with the base, and 08's plain latent model on the same split; learning rates `--lrs` for
+  each, the one with the best final validation NLL chosen per row, then `--seeds` training seeds at that rate;
+- the gain paired per held-out state, against the closed form and against the untrained model through the same ODE;
+- `--growth M`: M times the profile's training states per persona, the profile's first, then the codes
+  `experiments/state_data_growth.py` collected on this build (run it first).
+Writes experiments/results/latent_gaussian_base.json (latent_gaussian_base_xM.json with `--growth M`).
 
-    OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py                 # cpu profile
+    OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py                 # cpu profile, ≈ 60 min on 2 cores
+    OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py --growth 8 --test-per-persona 84 --val-eval 100 \\
+        --rows "gaussian base" --seeds 1
     OMP_NUM_THREADS=1 .venv/bin/python experiments/latent_gaussian_base.py --profile smoke --lrs 1e-3 --eval-every 10
 """
-import copy, json, time
+import copy, hashlib, json, time
 
 import numpy as np
 import torch
@@ -30,46 +36,53 @@ from _common import build_fingerprint, parser, result_path, work_dir, write_resu
 from dreamstate.config import load_profile
 from dreamstate.diffusion import Diffusion
 from dreamstate.dit import CodeDenoiser, build_latent_model, profile_layers
-from dreamstate.metrics import DensityBaseline, diffusion_log_likelihood
+from dreamstate.metrics import diffusion_log_likelihood, fit_on_validation
 from dreamstate.rwkv7 import RWKV7
 from dreamstate.states import StateDataset
 from dreamstate.train import TrainConfig, train
 
 
 class GaussianBaseDenoiser(nn.Module):
-    """ε or v of `net(x, t, y)` added to the exact prediction for data N(μ_y, Σ_y) (label y < K), or for the mixture
-    Σ_k w_k N(μ_k, Σ_k) (the null label K). Σ_k = U_k diag(ℓ_k) U_kᵀ; per class, in the eigenbasis d = U_kᵀ(x − αμ_k):
-    E[x0 | x] = μ_k + U_k (αℓ/(α²ℓ + σ²) d) and E[ε | x] = U_k (σ/(α²ℓ + σ²) d)."""
-    def __init__(self, net: nn.Module, diffusion: Diffusion, means, covs, weights):
+    """ε or v of `net(x, t, y)` added to the exact prediction for data from a mixture of full Gaussians per class (one
+    component: a Gaussian). Component j (of class c_j, weight w_j within it) is N(μ_j, Σ_j), Σ_j = U_j diag(ℓ_j) U_jᵀ; in
+    its eigenbasis d = U_jᵀ(x − αμ_j): E[x0 | x, j] = μ_j + U_j (αℓ/(α²ℓ + σ²) d), E[ε | x, j] = U_j (σ/(α²ℓ + σ²) d),
+    and the components are weighted by their posterior given x. Label y < K: the components of class y; the null
+    label K: every component, weighted by its class's frequency too."""
+    def __init__(self, net: nn.Module, diffusion: Diffusion, means, covs, logw, classes, class_weights):
         super().__init__()
         self.net, self.diffusion = net, diffusion
         e, U = torch.linalg.eigh(torch.as_tensor(np.asarray(covs), dtype=torch.float64))
-        self.register_buffer("mu", torch.as_tensor(np.asarray(means), dtype=torch.float32))     # [K, D]
-        self.register_buffer("ell", e.clamp_min(0).float())                                      # [K, D]
-        self.register_buffer("U", U.float())                                                     # [K, D, D]
-        self.register_buffer("logw", torch.as_tensor(np.log(np.asarray(weights)), dtype=torch.float32))
+        self.register_buffer("mu", torch.as_tensor(np.asarray(means), dtype=torch.float32))     # [J, D]
+        self.register_buffer("ell", e.clamp_min(0).float())                                      # [J, D]
+        self.register_buffer("U", U.float())                                                     # [J, D, D]
+        cls = np.asarray(classes)
+        self.register_buffer("logw", torch.as_tensor(np.asarray(logw), dtype=torch.float32))     # [J]: log weight within its class
+        self.register_buffer("logw_null", torch.as_tensor(np.asarray(logw) + np.log(np.asarray(class_weights))[cls], dtype=torch.float32))
+        self.K, self.of_class = len(class_weights), [np.where(cls == k)[0].tolist() for k in range(len(class_weights))]
 
-    def _posterior(self, x, a, s, k):
-        "E[x0 | x] and E[ε | x] under class k's Gaussian for rows `x` `[b, D]` at levels `a`, `s` `[b, 1]`; and log N(x; αμ_k, α²Σ_k + σ²I) up to a constant."
-        d = (x - a * self.mu[k]) @ self.U[k]
-        v = a ** 2 * self.ell[k] + s ** 2
-        x0 = self.mu[k] + (a * self.ell[k] / v * d) @ self.U[k].T
-        eps = (s / v * d) @ self.U[k].T
+    def _posterior(self, x, a, s, j):
+        "E[x0 | x, j] and E[ε | x, j] for rows `x` `[b, D]` at levels `a`, `s` `[b, 1]`; and log N(x; αμ_j, α²Σ_j + σ²I) up to a constant."
+        d = (x - a * self.mu[j]) @ self.U[j]
+        v = a ** 2 * self.ell[j] + s ** 2
+        x0 = self.mu[j] + (a * self.ell[j] / v * d) @ self.U[j].T
+        eps = (s / v * d) @ self.U[j].T
         return x0, eps, -0.5 * (d ** 2 / v + v.log()).sum(-1)
+
+    def _mixed(self, x, a, s, comps, logw):
+        "The posterior-weighted E[x0 | x] and E[ε | x] over components `comps` with log weights `logw`."
+        parts = [self._posterior(x, a, s, j) for j in comps]
+        if len(parts) == 1: return parts[0][:2]
+        r = (torch.stack([p[2] for p in parts], -1) + logw).softmax(-1)[:, :, None]                # [b, J', 1]
+        return (r * torch.stack([p[0] for p in parts], 1)).sum(1), (r * torch.stack([p[1] for p in parts], 1)).sum(1)
 
     def base(self, x, t, y):
         a, s = self.diffusion._a(t, x)                                   # [B, 1] each
-        K = self.mu.shape[0]
         x0, eps = torch.zeros_like(x), torch.zeros_like(x)
-        for k in range(K):                                               # a labelled row needs its own class only
+        for k in range(self.K + 1):                                      # a labelled row needs its own class's components only
             i = (y == k).nonzero().flatten()
-            if len(i): x0[i], eps[i] = self._posterior(x[i], a[i], s[i], k)[:2]
-        i = (y == K).nonzero().flatten()
-        if len(i):                                                       # the null label: the mixture's posterior
-            parts = [self._posterior(x[i], a[i], s[i], k) for k in range(K)]
-            r = (torch.stack([p[2] for p in parts], -1) + self.logw).softmax(-1)[:, :, None]     # [b, K, 1]
-            x0[i] = (r * torch.stack([p[0] for p in parts], 1)).sum(1)
-            eps[i] = (r * torch.stack([p[1] for p in parts], 1)).sum(1)
+            if not len(i): continue
+            comps = self.of_class[k] if k < self.K else list(range(len(self.mu)))
+            x0[i], eps[i] = self._mixed(x[i], a[i], s[i], comps, (self.logw if k < self.K else self.logw_null)[comps])
         return eps if self.diffusion.prediction == "eps" else a * eps - s * x0
 
     def forward(self, x, t, y):
@@ -87,6 +100,12 @@ def main():
     ap.add_argument("--eval-every", type=int, default=1000, help="validation NLL every this many steps")
     ap.add_argument("--grid", type=int, default=192, help="ODE grid points on the test states (the known answer checks it and twice it)")
     ap.add_argument("--val-grid", type=int, default=96, help="ODE grid points on the validation states")
+    ap.add_argument("--val-eval", type=int, default=None, help="validation states per persona on the validation curve (default: all)")
+    ap.add_argument("--test-per-persona", type=int, default=None, help="held-out states per persona scored (default: all)")
+    ap.add_argument("--components", default="1,2,4", type=lambda v: [int(x) for x in v.split(",")],
+                    help="mixture sizes per persona the base density is chosen from on validation")
+    ap.add_argument("--growth", type=int, default=1,
+                    help="training states per persona, × the profile's; above 1 the codes of experiments/state_data_growth.py")
     a = ap.parse_args()
     P = load_profile(a.profile)
     build = build_fingerprint(P)
@@ -97,23 +116,42 @@ def main():
     layers = profile_layers(P, lm.cfg)
     torch.manual_seed(P.seed)
     lat = build_latent_model(tr, P.latent_k, P.latent_hidden, P.latent_depth, P.dit_norm, P.dit_ema, layers, residual=P.latent_residual)
-    Z, Zte = lat.encode(tr.wkv), lat.encode(te.wkv)
-    Y, yte = tr.label_ids(names), te.label_ids(names).numpy()
+    Z, Y = lat.encode(tr.wkv), tr.label_ids(names)
+    n0 = int(np.bincount(Y.numpy()).min())
+    if a.growth > 1:     # more training states of the same recipe: the codes experiments/state_data_growth.py collected on this build
+        files = sorted(work_dir(P, "state_data_growth", build).glob("codes_*.pt"))
+        if not files: raise SystemExit("no grown states for this build: run experiments/state_data_growth.py first")
+        new = [torch.load(f) for f in files]
+        nC, ny = torch.cat([c["codes"] for c in new]).float(), torch.cat([c["y"] for c in new])
+        keep = np.concatenate([np.where(Y.numpy() == i)[0][:n0] for i in range(len(names))] +
+                              [len(Y) + np.where(ny.numpy() == i)[0][:(a.growth - 1) * n0] for i in range(len(names))])
+        if min(np.bincount(np.concatenate([Y.numpy(), ny.numpy()])[keep])) < a.growth * n0:
+            raise SystemExit(f"state_data_growth.py collected fewer than {a.growth}× the profile's states per persona")
+        Z, Y = torch.cat([Z, nC])[keep], torch.cat([Y, ny])[keep]
+    pick = np.arange(len(te)) if a.test_per_persona is None else \
+        np.concatenate([np.where(te.label_ids(names).numpy() == i)[0][:a.test_per_persona] for i in range(len(names))])
+    Zte, yte = lat.encode(te.wkv[torch.as_tensor(pick)]), te.label_ids(names).numpy()[pick]
     g = np.random.default_rng(P.seed)
     val = np.zeros(len(Z), bool)
     for c in range(len(names)):
         idx = np.where(Y.numpy() == c)[0]; val[g.choice(idx, max(1, int(round(a.val * len(idx)))), replace=False)] = True
     Ztr, Ytr, Zva, yva = Z[~val], Y[~val], Z[val], Y[val].numpy()
+    vsub = np.concatenate([np.where(yva == i)[0][:a.val_eval or None] for i in range(len(names))])    # the validation curve's states
+    Zva, yva = Zva[torch.as_tensor(vsub)], yva[vsub]
     D = Z.shape[1]
     print(f"{len(Ztr)} training, {len(Zva)} validation, {len(Zte)} test states; {D} code dimensions", flush=True)
-    gauss = DensityBaseline("gmm", components=1).fit(Ztr.double().numpy(), Ytr.numpy())
-    gfull = DensityBaseline("gmm", components=1).fit(Z.double().numpy(), Y.numpy())
+    # the base: the best closed-form density of notebook 09's family, a mixture of full Gaussians per persona (covariance
+    # floor 1e-3) whose size is chosen on a validation fifth of the training split (one component: the full Gaussian)
+    t0 = time.time()
+    gauss, sel = fit_on_validation("gmm", Ztr.double().numpy(), Ytr.numpy(), [c for c in a.components if c < 0.8 * len(Ztr) / len(names)], seed=P.seed)
+    print(f"base: {gauss.label} ({time.time() - t0:.0f} s; {sel})", flush=True)
     closed = {"val": float(-gauss.log_prob(Zva.double().numpy(), yva).mean() / D),
-              "test": float(-gauss.log_prob(Zte.double().numpy(), yte).mean() / D),
-              "test, fitted on all training states": float(-gfull.log_prob(Zte.double().numpy(), yte).mean() / D)}
-    print("Gaussian per persona:", closed, flush=True)
-    means = [gauss.parts[c].means_[0] for c in range(len(names))]
-    covs = [gauss.parts[c].covariances_[0] for c in range(len(names))]
+              "test": float(-gauss.log_prob(Zte.double().numpy(), yte).mean() / D)}
+    print("base density:", closed, flush=True)
+    means, covs, logw, classes = [], [], [], []
+    for c in range(len(names)):
+        gm = gauss.parts[c]
+        means += list(gm.means_); covs += list(gm.covariances_); logw += list(np.log(gm.weights_)); classes += [c] * gm.n_components
     freq = np.bincount(Ytr.numpy(), minlength=len(names)) / len(Ytr)
     diff = Diffusion(P.dit_schedule, 1000, P.dit_prediction)
     lab = lambda ids: [names[i] for i in ids]
@@ -132,14 +170,20 @@ def main():
         m = copy.deepcopy(lat)
         torch.manual_seed(P.seed + seed)
         m.net = CodeDenoiser(cfg_net)                                    # seed 0: the very weights `lat` was built with
-        if row == "gaussian base": m.net = GaussianBaseDenoiser(m.net, diff, means, covs, freq)
+        if row == "gaussian base": m.net = GaussianBaseDenoiser(m.net, diff, means, covs, logw, classes, freq)
         m.ema = copy.deepcopy(m.net).requires_grad_(False)
         return m
     assert all(torch.equal(p, q) for p, q in zip(make("plain", 0).net.parameters(), lat.net.parameters()))
 
-    out_path = result_path(a, "latent_gaussian_base")
+    name = "latent_gaussian_base" + (f"_x{a.growth}" if a.growth > 1 else "")
+    out_path = result_path(a, name)
     old = json.loads(out_path.read_text()) if out_path.exists() else {}
-    same = old.get("build") == build and old.get("grid") == a.grid and old.get("val_grid") == a.val_grid
+    setup = {"build": build, "grid": a.grid, "val_grid": a.val_grid, "base": gauss.label, "heldout_states": len(Zte), "val_states": len(Zva),
+             "train_states_per_persona": a.growth * n0}
+    same = all(old.get(k) == v for k, v in setup.items())
+    # checkpoints per training setup: the training split and the base density (a rerun with another never resumes these)
+    train_key = hashlib.sha256(json.dumps({"growth": a.growth, "val": a.val, "base": gauss.label,
+                                           "components": [int(gauss.parts[c].n_components) for c in range(len(names))]}).encode()).hexdigest()[:12]
     known = old.get("known_answers", {}) if same and "untrained_test_rows" in old else {}
     if known: untrained_rows = np.asarray(old["untrained_test_rows"])
     else:
@@ -159,7 +203,7 @@ def main():
     runs = [r for r in old.get("runs", []) if "test_rows_ema" in r] if same else []      # a rerun keeps what it has
     def save():
         write_result(out_path, a.profile,
-                     {"build": build, "seed": P.seed, "code_dims": D, "grid": a.grid, "val_grid": a.val_grid,
+                     {**setup, "seed": P.seed, "code_dims": D, "base_components": {names[c]: int(gauss.parts[c].n_components) for c in range(len(names))},
                       "states": {"train": len(Ztr), "val": len(Zva), "test": len(Zte)},
                       "gaussian": closed, "gaussian_test_rows": [round(float(v), 6) for v in gauss_rows],
                       "untrained_test_rows": [round(float(v), 6) for v in untrained_rows], "known_answers": known, "runs": runs})
@@ -167,7 +211,7 @@ def main():
     def run(row, lr, seed):
         if any((r["row"], r["lr"], r["steps"], r.get("seed", 0)) == (row, lr, steps, seed) for r in runs): return
         m = make(row, seed)
-        out_dir = work_dir(P, "latent_gaussian_base", build) / (f"{row}-{lr:g}-{steps}" + (f"-seed{seed}" if seed else ""))
+        out_dir = work_dir(P, "latent_gaussian_base", build) / train_key / (f"{row}-{lr:g}-{steps}" + (f"-seed{seed}" if seed else ""))
         curve_file = out_dir / "val_curve.json"                          # the curve survives a resumed run
         curve = json.loads(curve_file.read_text()) if curve_file.exists() else []
         def after(model, step):
@@ -218,7 +262,7 @@ def main():
         d = np.array([r["test_minus_gaussian"] for r in per]); do = np.array([r["test_minus_untrained_ode"] for r in per])
         half = lambda v: float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
         print(f"{row}: lr {b['lr']:g} chosen on validation; {len(per)} training seeds; test NLL/dim {np.mean([r['test_nll_per_dim_ema'] for r in per]):.4f} "
-              f"(EMA), Gaussian {closed['test']:.4f}; minus the Gaussian {d.mean():+.4f} ± {half(d):.4f} (closed form), "
+              f"(EMA), base density {closed['test']:.4f}; minus the base density {d.mean():+.4f} ± {half(d):.4f} (closed form), "
               f"{do.mean():+.4f} ± {half(do):.4f} (through the same ODE); per seed {np.round(d, 4).tolist()}")
 
 
