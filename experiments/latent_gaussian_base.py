@@ -20,9 +20,9 @@ Protocol (the profile's states, the codes of notebook 08's basis, the profile's 
   `experiments/state_data_growth.py` collected on this build (run it first).
 Writes experiments/results/latent_gaussian_base.json (latent_gaussian_base_xM.json with `--growth M`).
 
-    OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py                 # cpu profile, ≈ 60 min on 2 cores
+    OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py --rows "gaussian base"   # the committed record, ≈ 60 min
     OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py --growth 8 --test-per-persona 84 --val-eval 100 \\
-        --rows "gaussian base" --seeds 1
+        --rows "gaussian base" --lrs 3e-4 --seeds 1 --components 4          # the committed _x8 record
     OMP_NUM_THREADS=1 .venv/bin/python experiments/latent_gaussian_base.py --profile smoke --lrs 1e-3 --eval-every 10
 """
 import copy, hashlib, json, time
@@ -179,7 +179,7 @@ def main():
     out_path = result_path(a, name)
     old = json.loads(out_path.read_text()) if out_path.exists() else {}
     setup = {"build": build, "grid": a.grid, "val_grid": a.val_grid, "base": gauss.label, "heldout_states": len(Zte), "val_states": len(Zva),
-             "train_states_per_persona": a.growth * n0}
+             "train_states_per_persona": a.growth * n0, "val_share": a.val, "steps": P.latent_steps * a.budget, "profile_seed": P.seed}
     same = all(old.get(k) == v for k, v in setup.items())
     # checkpoints per training setup: the training split and the base density (a rerun with another never resumes these)
     train_key = hashlib.sha256(json.dumps({"growth": a.growth, "val": a.val, "base": gauss.label,
