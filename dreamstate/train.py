@@ -68,7 +68,7 @@ def _write_metrics(path: Path, rows: list[dict], append: bool = False):
     if append:
         with open(path, "a", newline="") as f: write(f)
         return
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")    # per process: workers reading back one finished run rewrite it at once
     with open(tmp, "w", newline="") as f: write(f)
     os.replace(tmp, path)
 

@@ -59,6 +59,20 @@ def test_runs_in_worker_processes_then_resume_to_the_same_weights(tmp_path):
     assert run_in_processes([fails, fails], device="meta") == 0 and run_in_processes([fails, fails], processes=1) == 0
 
 
+def test_workers_reading_back_one_finished_run_at_once(tmp_path):
+    """Several workers that read back the same finished run (notebook 11's distilled rows share a teacher) each rewrite
+    its `metrics.csv`: no worker's rename may take another's temporary file (a race that failed CI)."""
+    stream = torch.randint(1, 64, (5000,), generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(steps=3, lr=1e-2, warmup=1, ckpt_every=3, log_every=1)
+    out = tmp_path / "teacher"
+    train(_tiny(), lm_batches(stream, 4, 32, seed=0), lm_loss, cfg, out, progress=False)
+    def read_back():
+        for _ in range(40): train(_tiny(), lm_batches(stream, 4, 32, seed=0), lm_loss, cfg, out, progress=False)
+    assert run_in_processes([read_back] * 4, processes=4) == 4
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("step,loss") and not list(out.glob(".*tmp"))
+
+
 def test_lr_schedule():
     c = TrainConfig(steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
     assert lr_at(0, c) == pytest.approx(0.1) and lr_at(9, c) == pytest.approx(1.0)
