@@ -15,8 +15,8 @@ from .config import Profile, ProfileError, check_profile, checkpoint_sha256, loa
 from .figures import _source_changes, _write_atomic, git_commit
 
 # %% auto #0
-__all__ = ['plan_notebooks', 'notebooks', 'match_notebook', 'notebooks_to_clean', 'write_back', 'reproduce', 'show_plan',
-           'reproduce_cli']
+__all__ = ['plan_notebooks', 'notebooks', 'match_notebook', 'notebooks_to_clean', 'write_back', 'host_info', 'reproduce',
+           'show_plan', 'reproduce_cli']
 
 # %% ../nbs/00d_reproduce.ipynb #c015
 def _code_hash(nb_path: Path) -> str:
@@ -223,6 +223,23 @@ def _device_name() -> str:
     if torch.cuda.is_available(): return torch.cuda.get_device_name(0)
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
+def host_info() -> dict:
+    """What float rounding on the CPU depends on, beside the versions: the CPU model, the instruction set torch's kernels
+    use and the thread count. Training is bit-for-bit repeatable only where these agree (two from-scratch runs on one
+    kind of machine give the same LM; a run on another CPU differs from the first steps, by 1e-7, and ends elsewhere)."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():     # the first processor's fields (Linux)
+            k, _, v = line.partition(":")
+            if not k.strip(): break
+            info.setdefault(k.strip(), v.strip())
+    except OSError: pass
+    ids = "/".join(info.get(k, "?") for k in ("cpu family", "model", "stepping"))
+    return {"cpu_model": info.get("model name") or platform.processor() or platform.machine(),
+            "cpu_family_model_stepping": ids if info else None, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
 # %% ../nbs/00d_reproduce.ipynb #r028
 _START_RECORD = "__import__('dreamstate.record').record.start_record()"   # the kernel's first line: no name left behind
 
@@ -320,12 +337,12 @@ def reproduce(profile: str = "cpu", nb: str | None = None, root: str | Path | No
         seconds[path.stem] = _run_one(pm, path, prof, kernel, records, ckpt)
         ran.append(path.stem)
         manifest.update(profile=profile, seed=prof.seed, commit=commit, versions=_versions(),
-                        device=_device_name(), seconds_per_notebook=seconds)
+                        device=_device_name(), host=host_info(), seconds_per_notebook=seconds)
         _save_manifest(man_path, manifest)
     total = round(time.time() - t_all, 1)
     if ran:
         manifest["last_run"] = {"notebooks_run": ran, "seconds": total, "commit": commit}
-        if from_scratch and len(ran) == len(nbs): manifest["from_scratch"] = {"seconds": total, "commit": commit, "device": _device_name(),
+        if from_scratch and len(ran) == len(nbs): manifest["from_scratch"] = {"seconds": total, "commit": commit, "device": _device_name(), "host": host_info(),
                                                                    "seconds_per_notebook": {n: seconds[n] for n in ran}}
         _save_manifest(man_path, manifest)
     say(f"{len(ran)} of {len(nbs)} notebooks run in {total:.0f} s; figures and tables in "

@@ -10,6 +10,7 @@ import torch
 from dreamstate.config import checkpoint_sha256, load_profile
 from dreamstate.figures import _write_atomic, git_commit
 from dreamstate.metrics import PCASpace, frechet_distance
+from dreamstate.reproduce import host_info
 from dreamstate.rwkv7 import RWKV7
 from dreamstate.states import StateDataset
 
@@ -72,8 +73,9 @@ def result_path(a: argparse.Namespace, name: str) -> Path:
 
 
 def write_result(path: Path, profile: str, result: dict) -> dict:
-    "Writes `result` to `path` as JSON, headed by the commit and the profile; returns what it wrote."
-    out = {"commit": commit(), "profile": profile, **result}
+    """Writes `result` to `path` as JSON, headed by the commit, the profile and the host (CPU model, instruction set, threads:
+    a build's LM is bit-for-bit the same only on the same kind of host); returns what it wrote."""
+    out = {"commit": commit(), "profile": profile, "host": host_info(), **result}
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(out, indent=1) + "\n"))     # a kill mid-write leaves the last file whole
     return out
