@@ -23,6 +23,9 @@ Writes experiments/results/latent_gaussian_base.json (latent_gaussian_base_xM.js
     OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py --rows "gaussian base"   # the committed record, ≈ 60 min
     OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py --growth 8 --test-per-persona 84 --val-eval 100 \\
         --rows "gaussian base" --lrs 3e-4 --seeds 1 --components 4          # the committed _x8 record
+    OMP_NUM_THREADS=2 .venv/bin/python experiments/latent_gaussian_base.py --planted 16 --rows "gaussian base" --lrs 3e-4   # the power
+        # check: _planted16.json holds seed 0 at 3e-4, and at 3e-3 (`--lrs 3e-3 --seeds 1`); `--budget 2 --seeds 1 --out
+        # experiments/results/latent_gaussian_base_planted16_b2.json` the same at twice the steps
     OMP_NUM_THREADS=1 .venv/bin/python experiments/latent_gaussian_base.py --profile smoke --lrs 1e-3 --eval-every 10
 """
 import copy, hashlib, json, time
