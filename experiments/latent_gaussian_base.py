@@ -133,7 +133,64 @@ def plant(Ztr, ytr, Zva, yva, Zte, yte, K, k, sep, seed):
     return (*[torch.as_tensor(x, dtype=torch.float32) for x in new],
             {"val": float(nll(new[1], yva).mean()), "test": float(rows.mean()), "test_rows": rows,
              "oracle_gaussian_val": float(nll(new[1], yva, gaussian=True).mean()), "oracle_gaussian_test": float(orows.mean()),
-             "oracle_gaussian_test_rows": orows})
+             "oracle_gaussian_test_rows": orows, "parts": parts, "k": k, "sep": sep})
+
+
+def planted_prediction(planted, diffusion: Diffusion, x, t, y, k=None):
+    """The exact ε or v prediction for the planted density (`plant`'s personas, labelled rows `y` only); `k=0`: for the
+    oracle Gaussian (the planted mean and covariance). In persona c's eigenbasis d = Uᵀ(x − αμ) = α√ℓ z + σε' per
+    coordinate: a Gaussian z gives E[ε'|d] = σd/(α²ℓ + σ²); a planted z = ±sep + √(1 − sep²)η is a two-component
+    mixture, each component Gaussian (variance α²ℓ(1 − sep²) + σ²), weighted by its posterior."""
+    k = planted["k"] if k is None else k
+    sep = planted["sep"]; v = 1 - sep ** 2
+    a, s = (q.double() for q in diffusion._a(t, x))
+    x = x.double()
+    x0, eps = torch.empty_like(x), torch.empty_like(x)
+    for c, (mu, ell, U) in enumerate(planted["parts"]):
+        i = (torch.as_tensor(y) == c).nonzero().flatten()
+        if not len(i): continue
+        mu, ell, U = (torch.as_tensor(np.ascontiguousarray(q), dtype=torch.float64) for q in (mu, ell, U))
+        ai, si, sq = a[i], s[i], ell.sqrt()
+        d = (x[i] - ai * mu) @ U
+        var = ai ** 2 * ell + si ** 2
+        ez, ee = ai * sq * d / var, si * d / var                          # E[z | d], E[ε' | d]: Gaussian coordinates
+        if k:
+            m, vb = ai * sq[:k] * sep, ai ** 2 * ell[:k] * v + si ** 2
+            dk = d[:, :k]
+            r = torch.sigmoid(((dk + m) ** 2 - (dk - m) ** 2) / (2 * vb))   # posterior of the + mode
+            ez[:, :k] = r * (sep + ai * sq[:k] * v * (dk - m) / vb) + (1 - r) * (-sep + ai * sq[:k] * v * (dk + m) / vb)
+            ee[:, :k] = r * si * (dk - m) / vb + (1 - r) * si * (dk + m) / vb
+        x0[i], eps[i] = mu + (sq * ez) @ U.T, ee @ U.T
+    return (eps if diffusion.prediction == "eps" else a * eps - s * x0).float()
+
+
+def loss_gap(planted, base, diffusion: Diffusion, Z, y, n, batch, seed, bins=10):
+    """The known answer the training signal needs, with no network: the denoising loss (the training objective, labelled
+    rows) of the exact planted denoiser, the oracle Gaussian's and the fitted base's on `n` draws of (code, t, noise), paired.
+    Returns the mean losses per code dimension, the base's and the oracle's excess over the exact denoiser with 95%
+    intervals, the excess per t bin, and the standard deviation of one training batch's mean loss (`batch` rows)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, len(Z), (n,), generator=g)
+    x0, yy = Z[idx], torch.as_tensor(y)[idx]
+    t = torch.randint(0, diffusion.T, (n,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    xt = diffusion.q_sample(x0, t, noise)
+    a, s = diffusion._a(t, x0)
+    target = noise if diffusion.prediction == "eps" else a * noise - s * x0
+    with torch.no_grad():
+        per = {"exact": ((planted_prediction(planted, diffusion, xt, t, yy) - target) ** 2).mean(1),
+               "oracle_gaussian": ((planted_prediction(planted, diffusion, xt, t, yy, k=0) - target) ** 2).mean(1),
+               "fitted_base": ((base.base(xt, t, yy) - target) ** 2).mean(1)}
+    ci = lambda d: float(1.96 * d.std() / np.sqrt(len(d)))
+    out = {"draws": n, "loss": {k: float(v.mean()) for k, v in per.items()},
+           "batch_loss_sd": float(per["fitted_base"].std() / np.sqrt(batch)), "batch": batch}
+    for k in ("oracle_gaussian", "fitted_base"):
+        d = (per[k] - per["exact"]).double().numpy()
+        out[f"{k}_minus_exact"], out[f"{k}_minus_exact_ci95"] = float(d.mean()), ci(d)
+    edges = np.linspace(0, diffusion.T, bins + 1).astype(int)
+    out["by_t"] = [{"t_from": int(lo), "t_to": int(hi), "oracle_minus_exact": float((per["oracle_gaussian"] - per["exact"])[(t >= lo) & (t < hi)].mean()),
+                    "base_minus_exact": float((per["fitted_base"] - per["exact"])[(t >= lo) & (t < hi)].mean())} for lo, hi in zip(edges[:-1], edges[1:])]
+    return out
 
 
 def main():
@@ -158,7 +215,15 @@ def main():
                          "bimodal along the persona's top PLANTED principal directions (0: the real codes)")
     ap.add_argument("--planted-sep", type=float, default=0.95,
                     help="the planted modes sit at ± this many standard deviations, each of variance 1 − sep² (unit variance in all)")
+    ap.add_argument("--base-share", type=float, default=0.0,
+                    help="fit the base density on this share of each persona's training codes and train the network on the rest "
+                         "(0: both on all of them; a base fitted on the network's own codes already fits them better than the true "
+                         "density does, see --loss-gap)")
+    ap.add_argument("--loss-gap", type=int, default=0,
+                    help="with --planted: the denoising loss of the exact planted denoiser, the oracle Gaussian's and the fitted base's "
+                         "on this many (code, t, noise) draws, no network (written to <name>_lossgap.json); trains nothing")
     a = ap.parse_args()
+    if a.loss_gap and not a.planted: ap.error("--loss-gap needs --planted")
     P = load_profile(a.profile)
     build = build_fingerprint(P)
     lm = RWKV7.load(P.build_dir / "lm" / "rwkv7.pth")
@@ -196,11 +261,19 @@ def main():
         Ztr, Zva, Zte, planted = plant(Ztr, Ytr.numpy(), Zva, yva, Zte, yte, len(names), a.planted, a.planted_sep, P.seed)
         print(f"planted: codes redrawn, bimodal along each persona's top {a.planted} directions (modes at ±{a.planted_sep}); "
               f"on the test codes the true density {planted['test']:.4f} nats/code dim, the oracle Gaussian {planted['oracle_gaussian_test']:.4f}", flush=True)
-    print(f"{len(Ztr)} training, {len(Zva)} validation, {len(Zte)} test states; {D} code dimensions", flush=True)
+    Zbase, Ybase = Ztr, Ytr                                              # what the base density is fitted on
+    if a.base_share:                                                     # held apart from the network's training codes
+        gb_ = np.random.default_rng(P.seed + 29)
+        held = np.zeros(len(Ztr), bool)
+        for c in range(len(names)):
+            idx = np.where(Ytr.numpy() == c)[0]; held[gb_.choice(idx, int(round(a.base_share * len(idx))), replace=False)] = True
+        Zbase, Ybase, Ztr, Ytr = Ztr[held], Ytr[held], Ztr[~held], Ytr[~held]
+    print(f"{len(Ztr)} training" + (f" (and {len(Zbase)} for the base alone)" if a.base_share else "")
+          + f", {len(Zva)} validation, {len(Zte)} test states; {D} code dimensions", flush=True)
     # the base: the best closed-form density of notebook 09's family, a mixture of full Gaussians per persona (covariance
     # floor 1e-3) whose size is chosen on a validation fifth of the training split (one component: the full Gaussian)
     t0 = time.time()
-    gauss, sel = fit_on_validation("gmm", Ztr.double().numpy(), Ytr.numpy(), [c for c in a.components if c < 0.8 * len(Ztr) / len(names)], seed=P.seed)
+    gauss, sel = fit_on_validation("gmm", Zbase.double().numpy(), Ybase.numpy(), [c for c in a.components if c < 0.8 * len(Zbase) / len(names)], seed=P.seed)
     print(f"base: {gauss.label} ({time.time() - t0:.0f} s; {sel})", flush=True)
     closed = {"val": float(-gauss.log_prob(Zva.double().numpy(), yva).mean() / D),
               "test": float(-gauss.log_prob(Zte.double().numpy(), yte).mean() / D)}
@@ -213,6 +286,25 @@ def main():
         means += list(gm.means_); covs += list(gm.covariances_); logw += list(np.log(gm.weights_)); classes += [c] * gm.n_components
     freq = np.bincount(Ytr.numpy(), minlength=len(names)) / len(Ytr)
     diff = Diffusion(P.dit_schedule, 1000, P.dit_prediction)
+    name = ("latent_gaussian_base" + (f"_x{a.growth}" if a.growth > 1 else "") + (f"_planted{a.planted}" if a.planted else "")
+            + (f"_sep{a.planted_sep:g}" if a.planted and a.planted_sep != 0.95 else "") + (f"_base{round(100 * a.base_share)}" if a.base_share else ""))
+    if a.loss_gap:
+        gb = GaussianBaseDenoiser(nn.Identity(), diff, means, covs, logw, classes, freq)
+        nll_gap = planted["oracle_gaussian_test"] - planted["test"]
+        gaps = {}
+        for split, (Zs, ys) in {"train": (Ztr, Ytr.numpy()), "val": (Zva, yva)}.items():
+            gaps[split] = gap = loss_gap(planted, gb, diff, Zs, ys, a.loss_gap, P.latent_batch, P.seed)
+            print(f"{split} codes (" + ("the network's training codes" + (", held apart from the base's" if a.base_share else ", the base's too")
+                                     if split == "train" else "held apart from both") + "):")
+            print(json.dumps({k: v for k, v in gap.items() if k != "by_t"}, indent=1))
+            for b in gap["by_t"]: print(f"  t {b['t_from']:4d}–{b['t_to']:4d}: oracle − exact {b['oracle_minus_exact']:+.5f}, base − exact {b['base_minus_exact']:+.5f}")
+        print(f"the NLL the planted part is worth: {nll_gap:.4f} nats/code dim; in the loss on the training codes the oracle Gaussian is "
+              f"{gaps['train']['oracle_gaussian_minus_exact']:.2e} above the exact denoiser and the fitted base "
+              f"{gaps['train']['fitted_base_minus_exact']:+.2e}; one batch's loss varies by {gaps['train']['batch_loss_sd']:.2e}")
+        write_result(result_path(a, name + "_lossgap"), a.profile,
+                     {"build": build, "planted": {"dims": a.planted, "sep": a.planted_sep}, "base": gauss.label, "prediction": diff.prediction,
+                      "nll_gap_oracle_minus_true_test": nll_gap, "splits": gaps})
+        return
     lab = lambda ids: [names[i] for i in ids]
     def nll_rows(m, Zx, yx, weights="ema", grid=None):
         "Per state: NLL per code dimension under the model's ODE (one probe seeded by the profile's seed: every model sees the same probes)."
@@ -234,15 +326,15 @@ def main():
         return m
     assert all(torch.equal(p, q) for p, q in zip(make("plain", 0).net.parameters(), lat.net.parameters()))
 
-    name = "latent_gaussian_base" + (f"_x{a.growth}" if a.growth > 1 else "") + (f"_planted{a.planted}" if a.planted else "")
     out_path = result_path(a, name)
     old = json.loads(out_path.read_text()) if out_path.exists() else {}
     setup = {"build": build, "grid": a.grid, "val_grid": a.val_grid, "base": gauss.label, "heldout_states": len(Zte), "val_states": len(Zva),
              "train_states_per_persona": a.growth * n0, "val_share": a.val, "steps": P.latent_steps * a.budget, "profile_seed": P.seed,
-             **({"planted": {"dims": a.planted, "sep": a.planted_sep}} if a.planted else {})}
+             **({"planted": {"dims": a.planted, "sep": a.planted_sep}} if a.planted else {}),
+             **({"base_share": a.base_share, "base_states": len(Zbase)} if a.base_share else {})}
     same = all(old.get(k) == v for k, v in setup.items())
     # checkpoints per training setup: the training split and the base density (a rerun with another never resumes these)
-    train_key = hashlib.sha256(json.dumps({"growth": a.growth, "val": a.val, "base": gauss.label, **({"planted": setup["planted"]} if planted else {}),
+    train_key = hashlib.sha256(json.dumps({"growth": a.growth, "val": a.val, "base": gauss.label, **({"planted": setup["planted"]} if planted else {}), **({"base_share": a.base_share} if a.base_share else {}),
                                            "components": [int(gauss.parts[c].n_components) for c in range(len(names))]}).encode()).hexdigest()[:12]
     known = old.get("known_answers", {}) if same and "untrained_test_rows" in old else {}
     if known: untrained_rows = np.asarray(old["untrained_test_rows"])
