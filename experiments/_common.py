@@ -52,11 +52,26 @@ def commit() -> str:
 BUILD_FILES = ("lm/rwkv7.pth", "states/states.safetensors")
 
 
+def weights_sha256(path) -> str:
+    """SHA-256 of a `.pth` state dict's weights (each name, dtype, shape and bytes, in name order), not of the file: torch.save
+    writes a serialization id that differs between processes, so the same weights exported again have another file hash."""
+    sd, h = torch.load(path, map_location="cpu", weights_only=True), hashlib.sha256()
+    for k in sorted(sd):
+        t = sd[k].contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode()); h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def build_fingerprint(P) -> dict:
-    """The SHA-256 of each of `BUILD_FILES` in build/<profile>/ that exists (≈ 1 s for the cpu profile's 0.7 GB; not cached: the
-    notebooks' cache is an input the runner stamps): a state experiment's result records the LM and the state dataset it was
-    computed on, so a notebook can tell whether it read this build's."""
-    return {f: checkpoint_sha256(P.build_dir / f) for f in BUILD_FILES if (P.build_dir / f).exists()}
+    """What a state experiment was computed on, so a notebook can tell whether it read this build's: the SHA-256 of the LM's
+    weights (`lm/rwkv7.pth:weights`, see `weights_sha256`) and of the state dataset's file (safetensors: the same tensors give
+    the same bytes); ≈ 1 s for the cpu profile's 0.7 GB, not cached (the notebooks' cache is an input the runner stamps)."""
+    out = {}
+    for f in BUILD_FILES:
+        if (P.build_dir / f).exists():
+            if f.endswith(".pth"): out[f + ":weights"] = weights_sha256(P.build_dir / f)
+            else: out[f] = checkpoint_sha256(P.build_dir / f)
+    return out
 
 
 def work_dir(P, name: str, build: dict) -> Path:
