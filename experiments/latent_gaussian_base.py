@@ -303,7 +303,8 @@ def main():
               f"{gaps['train']['fitted_base_minus_exact']:+.2e}; one batch's loss varies by {gaps['train']['batch_loss_sd']:.2e}")
         write_result(result_path(a, name + "_lossgap"), a.profile,
                      {"build": build, "planted": {"dims": a.planted, "sep": a.planted_sep}, "base": gauss.label, "prediction": diff.prediction,
-                      "nll_gap_oracle_minus_true_test": nll_gap, "splits": gaps})
+                      "code_dims": D, "states": {"train": len(Ztr), "base": len(Zbase), "val": len(Zva)}, "personas": len(names),
+                      **({"base_share": a.base_share} if a.base_share else {}), "nll_gap_oracle_minus_true_test": nll_gap, "splits": gaps})
         return
     lab = lambda ids: [names[i] for i in ids]
     def nll_rows(m, Zx, yx, weights="ema", grid=None):
