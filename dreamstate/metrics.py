@@ -15,9 +15,10 @@ import torch
 from .rwkv7 import RWKV7, RWKVState, next_token_nll
 
 # %% auto #0
-__all__ = ['mean_ci', 'PCASpace', 'frechet_distance', 'nn_distance', 'gaussian_states', 'frechet_terms', 'knn_precision_recall',
-           'variance_ratios', 'density_coverage', 'DensityBaseline', 'fit_on_validation', 'ode_log_likelihood',
-           'gaussian_eps', 'diffusion_log_likelihood', 'nll_from_states', 'sample_continuations', 'TextClassifier']
+__all__ = ['BUILD_FILES', 'mean_ci', 'PCASpace', 'frechet_distance', 'nn_distance', 'gaussian_states', 'frechet_terms',
+           'knn_precision_recall', 'variance_ratios', 'density_coverage', 'DensityBaseline', 'fit_on_validation',
+           'ode_log_likelihood', 'gaussian_eps', 'diffusion_log_likelihood', 'nll_from_states', 'sample_continuations',
+           'TextClassifier', 'weights_sha256', 'build_fingerprint']
 
 # %% ../nbs/09_state_eval.ipynb #c004
 def mean_ci(xs) -> tuple[float, float]:
@@ -296,3 +297,26 @@ class TextClassifier:
     def fit(self, texts, labels): self.clf.fit(texts, labels); return self
     def predict(self, texts) -> np.ndarray: return self.clf.predict(texts)
     def accuracy(self, texts, labels) -> float: return float((self.predict(texts) == np.asarray(labels)).mean())
+
+# %% ../nbs/09_state_eval.ipynb #l003f
+def weights_sha256(path) -> str:
+    """SHA-256 of a `.pth` state dict's weights (each name, dtype, shape and bytes, in name order), not of the file: torch.save
+    names the zip's inner folder after the file it writes, and `save_checkpoint` writes to a temporary file of a random name,
+    so the same weights saved again (notebook 05 reading its finished run back) have another file hash."""
+    import hashlib
+    sd, h = torch.load(path, map_location="cpu", weights_only=True), hashlib.sha256()
+    for k in sorted(sd):
+        t = sd[k].contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode()); h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+BUILD_FILES = ("lm/rwkv7.pth", "states/states.safetensors")
+
+def build_fingerprint(P) -> dict:
+    """What a state experiment (`experiments/`) was computed on, so that this notebook can tell whether it read this run's: the
+    SHA-256 of the LM's weights (`lm/rwkv7.pth:weights`) and of the state dataset's file (safetensors: the same tensors give the
+    same bytes), for those of `BUILD_FILES` in the profile's build/ (a checkpoint profile has no lm/ there)."""
+    from .config import checkpoint_sha256
+    return {(f + ":weights" if f.endswith(".pth") else f): (weights_sha256 if f.endswith(".pth") else checkpoint_sha256)(P.build_dir / f)
+            for f in BUILD_FILES if (P.build_dir / f).exists()}
+

@@ -66,3 +66,23 @@ def test_density_coverage_and_frechet():
     # singular covariances (fewer samples than dimensions): finite, non-negative, and 0 for a set against itself
     C = g.standard_normal((5, 20))
     assert abs(frechet_distance(C, C)) < 1e-5 and frechet_distance(C, C + 1) >= 20 - 1e-5
+
+
+def test_build_fingerprint_follows_the_weights_not_the_file(tmp_path):
+    """Notebook 05 exports the LM again whenever it reruns. torch.save names the zip's inner folder after the file it writes and
+    save_checkpoint writes through a temporary file of a random name, so the same weights get another file hash each time. The
+    fingerprint must stay the same for the same weights and change with any one of them."""
+    import types
+    from dreamstate.checkpoint import save_checkpoint
+    from dreamstate.config import checkpoint_sha256
+    from dreamstate.metrics import build_fingerprint
+    P, pth = types.SimpleNamespace(build_dir=tmp_path), tmp_path / "lm" / "rwkv7.pth"
+    sd = {"w": torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), "b": torch.zeros(3)}
+    fps, files = [], []
+    for _ in range(2):                                   # the same weights, saved twice
+        save_checkpoint(sd, pth)
+        fps.append(build_fingerprint(P)); files.append(checkpoint_sha256(pth))
+    assert files[0] != files[1]                          # what made every record look like another build's
+    assert fps[0] == fps[1] and list(fps[0]) == ["lm/rwkv7.pth:weights"]
+    sd["b"][0] = 1e-6; save_checkpoint(sd, pth)
+    assert build_fingerprint(P) != fps[0]
