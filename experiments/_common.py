@@ -9,7 +9,7 @@ import torch
 
 from dreamstate.config import checkpoint_sha256, load_profile
 from dreamstate.figures import _write_atomic, git_commit
-from dreamstate.metrics import PCASpace, frechet_distance
+from dreamstate.metrics import PCASpace, build_fingerprint, frechet_distance
 from dreamstate.reproduce import host_info
 from dreamstate.rwkv7 import RWKV7
 from dreamstate.states import StateDataset
@@ -47,31 +47,6 @@ def commit() -> str:
     if h.endswith("-dirty") or h == "unknown": return h
     st = subprocess.run(["git", "status", "--porcelain", "--", "experiments/*.py"], cwd=ROOT, capture_output=True, text=True)
     return h + ("-dirty" if st.stdout.strip() else "")          # the package's check leaves experiments/ out; a result's script is code too
-
-
-BUILD_FILES = ("lm/rwkv7.pth", "states/states.safetensors")
-
-
-def weights_sha256(path) -> str:
-    """SHA-256 of a `.pth` state dict's weights (each name, dtype, shape and bytes, in name order), not of the file: torch.save
-    writes a serialization id that differs between processes, so the same weights exported again have another file hash."""
-    sd, h = torch.load(path, map_location="cpu", weights_only=True), hashlib.sha256()
-    for k in sorted(sd):
-        t = sd[k].contiguous()
-        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode()); h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def build_fingerprint(P) -> dict:
-    """What a state experiment was computed on, so a notebook can tell whether it read this build's: the SHA-256 of the LM's
-    weights (`lm/rwkv7.pth:weights`, see `weights_sha256`) and of the state dataset's file (safetensors: the same tensors give
-    the same bytes); ≈ 1 s for the cpu profile's 0.7 GB, not cached (the notebooks' cache is an input the runner stamps)."""
-    out = {}
-    for f in BUILD_FILES:
-        if (P.build_dir / f).exists():
-            if f.endswith(".pth"): out[f + ":weights"] = weights_sha256(P.build_dir / f)
-            else: out[f] = checkpoint_sha256(P.build_dir / f)
-    return out
 
 
 def work_dir(P, name: str, build: dict) -> Path:
