@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamstate.config import checkpoint_sha256, load_profile
+from dreamstate.config import load_profile
 from dreamstate.figures import _write_atomic, git_commit
 from dreamstate.metrics import PCASpace, build_fingerprint, frechet_distance
 from dreamstate.reproduce import host_info
