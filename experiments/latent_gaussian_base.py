@@ -420,7 +420,7 @@ def main():
         print(f"{row}: lr {b['lr']:g} chosen on validation; {len(per)} training seeds; test NLL/dim {np.mean([r['test_nll_per_dim_ema'] for r in per]):.4f} "
               f"(EMA), base density {closed['test']:.4f}; minus the base density {d.mean():+.4f} ± {half(d):.4f} (closed form), "
               f"{do.mean():+.4f} ± {half(do):.4f} (through the same ODE); per seed {np.round(d, 4).tolist()}")
-        if planted:
+        if planted and planted["k"] and planted["sep"]:           # the Gaussian control (sep 0) has no planted part
             gap = planted["oracle_gaussian_test"] - planted["test"]
             print(f"    planted: the true density is {gap:.4f} nats/code dim below the oracle Gaussian (the fitted base "
                   f"{closed['test'] - planted['oracle_gaussian_test']:.4f} above that); the model gains {-do.mean() / gap:.0%} of the "
