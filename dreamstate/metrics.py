@@ -316,7 +316,7 @@ def build_fingerprint(P) -> dict:
     """What a state experiment (`experiments/`) was computed on, so that this notebook can tell whether it read this run's: the
     SHA-256 of the LM's weights (`lm/rwkv7.pth:weights`) and of the state dataset's file (safetensors: the same tensors give the
     same bytes), for those of `BUILD_FILES` in the profile's build/ (a checkpoint profile has no lm/ there)."""
-    from .config import checkpoint_sha256
+    from dreamstate.config import checkpoint_sha256
     return {(f + ":weights" if f.endswith(".pth") else f): (weights_sha256 if f.endswith(".pth") else checkpoint_sha256)(P.build_dir / f)
             for f in BUILD_FILES if (P.build_dir / f).exists()}
 
