@@ -10,7 +10,10 @@ training seed, EMA weights) is trained at the sizes `--latent-at`, each at 1× a
 `latent_steps`. Every row is scored on notebook 09's held-out states (the reference half: the first
 `n_gen` states per persona with a full next-token window) as held-out NLL per code dimension, lower is better.
 Saturation: the first size at which doubling the data improves the best density by less than `--tol` nats
-per dimension. Writes experiments/results/state_data_growth.json (notebook 09 shows it); codes and
+per dimension. The control that must fail: at every size, codes drawn from that size's full Gaussian per persona go
+through the same choice of mixture size, which must choose one component. And what the largest size's mixture
+components are: held-out states assigned to components, read against the last character before the cut and the
+number of tokens read (normalised mutual information, against the same with the property permuted). Writes experiments/results/state_data_growth.json (notebook 09 shows it); codes and
 checkpoints under build/<profile>/experiments/state_data_growth/<build fingerprint>/ (a rerun on the same build resumes).
 
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_data_growth.py            # cpu profile
@@ -39,12 +42,60 @@ def heldout_reference(te: StateDataset, names: list[str], n_gen: int, next_token
     return [i for p in names for i in by_p[p][:n_gen]]
 
 
+def gaussian_control(full: DensityBaseline, y: np.ndarray, yte: np.ndarray, P, n: int, seed: int) -> dict:
+    """The control that must fail: codes drawn from `full` (the full Gaussian per persona fitted at this size), as many per
+    persona as the real training set (`y`) and the held-out set (`yte`), then the Gaussian mixture's size chosen on validation
+    exactly as for the real codes. On Gaussian codes a mixture has nothing to find: it should choose 1 component, and its
+    held-out NLL per dimension should gain nothing over one Gaussian refitted on the draws (`gain_per_dim` ≤ 0 up to noise)."""
+    X, Xte = full.sample(y, seed), full.sample(yte, seed + 1)
+    D = X.shape[1]
+    one = DensityBaseline("gmm", components=1).fit(X, y)
+    mix, scores = fit_on_validation("gmm", X, y, [g for g in P.eval_gmm_components if g < n * 0.8], seed=P.seed)
+    nll1, nllm = float(-one.log_prob(Xte, yte).mean() / D), float(-mix.log_prob(Xte, yte).mean() / D)
+    return {"train_states_per_persona": n, "chosen": mix.components, "nll_one_gaussian": nll1, "nll_mixture": nllm,
+            "gain_per_dim": nll1 - nllm, "val_scores": scores}
+
+
+def mixture_modes(mix: DensityBaseline, Xte: np.ndarray, yte: np.ndarray, names: list[str], meta: list[dict], seed: int,
+                  perms: int = 200) -> dict:
+    """What the mixture's components are: each held-out state goes to its persona's most responsible component, and that
+    assignment is compared, per persona, with two properties of the state's text: the last character before the cut and
+    the number of tokens read (in quartiles). Normalised mutual information (0: unrelated, 1: the one determines the other),
+    against the same with the property permuted among the persona's states (`perms` times: mean and 95th percentile), the
+    control that must stay near 0."""
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+    g = np.random.default_rng(seed)
+    props = {"last character": [m["text"][-1:] for m in meta]}
+    lens = np.array([m["prompt_len"] for m in meta])
+    out, rows = {}, []
+    for c in np.unique(yte):
+        idx = np.where(yte == c)[0]
+        comp = mix.parts[c].predict(Xte[idx]) if mix.parts[c].n_components > 1 else np.zeros(len(idx), int)
+        q = np.quantile(lens[idx], [0.25, 0.5, 0.75])
+        pv = {"last character": np.array(props["last character"], dtype=object)[idx], "tokens read (quartile)": np.searchsorted(q, lens[idx])}
+        for name, v in pv.items():
+            v = np.array([str(x) for x in v])
+            null = [nmi(g.permutation(v), comp) for _ in range(perms)]
+            rows.append({"persona": names[c], "property": name, "components_used": int(len(np.unique(comp))), "nmi": float(nmi(v, comp)),
+                         "nmi_permuted_mean": float(np.mean(null)), "nmi_permuted_p95": float(np.quantile(null, 0.95)),
+                         "states": int(len(idx)), "values": int(len(np.unique(v)))})
+    for name in dict.fromkeys(r["property"] for r in rows):
+        rs = [r for r in rows if r["property"] == name]
+        out[name] = {"nmi_mean": float(np.mean([r["nmi"] for r in rs])), "nmi_permuted_mean": float(np.mean([r["nmi_permuted_mean"] for r in rs])),
+                     "above_p95": int(sum(r["nmi"] > r["nmi_permuted_p95"] for r in rs)), "personas": len(rs)}
+    return {"rows": rows, "summary": out}
+
+
 def main():
     ap = parser(__doc__)
     ap.add_argument("--mults", default="1,2,4,8", help="training states per persona, as multiples of the profile's training set")
     ap.add_argument("--latent-at", default="1,8", help="multiples at which the latent model is trained (one seed)")
     ap.add_argument("--latent-budget", type=int, default=4, help="a second, longer budget for the latent model, × latent_steps (1: none)")
     ap.add_argument("--chunk", type=int, default=500, help="new states per persona per collection call (memory)")
+    ap.add_argument("--no-control", dest="control", action="store_false",
+                    help="skip the control: the mixture's size chosen on draws from each size's full Gaussian (it must choose 1)")
+    ap.add_argument("--no-components", dest="components", action="store_false",
+                    help="skip reading the largest size's mixture components against the text before the cut")
     ap.add_argument("--tol", type=float, default=0.01, help="saturated: doubling the data gains less than this (nats per code dimension)")
     a = ap.parse_args()
     torch.set_num_threads(2)
@@ -104,7 +155,7 @@ def main():
         keep = np.concatenate([order[i][:n] for i in range(K)])
         return allC[keep], ally[keep]
 
-    rows = []
+    rows, control = [], []
     for m in mults:
         n = m * n0
         X, y = first(n)
@@ -120,6 +171,13 @@ def main():
                          "nll_per_dim": float(-f.log_prob(Cte.numpy(), yte).mean() / D)})
         print(f"{n} per persona: " + "; ".join(f"{r['method']} {r['nll_per_dim']:.4f}" for r in rows[-len(fits):])
               + f" ({time.time() - t0:.0f} s)", flush=True)
+        if a.control:
+            control.append(gaussian_control(fits["Gaussian, full (covariance floor 1e-3)"], y, yte, P, n, seed=P.seed + m))
+            print(f"  control (Gaussian draws, same n): {control[-1]}", flush=True)
+        if m == mults[-1] and a.components:
+            modes = mixture_modes(fits["Gaussian mixture, size on validation"], Cte.numpy(), yte, names,
+                                  [te.meta[i] for i in ref], seed=P.seed)
+            print(f"  the mixture's components on held-out states: {modes['summary']}", flush=True)
 
     diff = Diffusion(P.dit_schedule, 1000, P.dit_prediction)
     labels = [names[i] for i in yte]
@@ -157,7 +215,8 @@ def main():
     saturated_at = next((g["from"] for g in gains if g["gain_per_dim"] < a.tol), None)
     write_result(result_path(a, "state_data_growth"), a.profile,
                  {"build": build, "heldout_states": len(ref), "code_dims": D, "profile_states_per_persona": n0, "tol": a.tol, "seed": P.seed,
-                  "rows": rows, "best_density_gains": gains, "saturated_at": saturated_at})
+                  "rows": rows, "best_density_gains": gains, "saturated_at": saturated_at,
+                  "gaussian_control": control, "mixture_modes": modes if a.components else None})
     print("gains of the best density per doubling:", gains, "saturated at", saturated_at, flush=True)
 
 
