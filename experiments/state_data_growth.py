@@ -13,7 +13,8 @@ Saturation: the first size at which doubling the data improves the best density 
 per dimension. The control that must fail: at every size, codes drawn from that size's full Gaussian per persona go
 through the same choice of mixture size, which must choose one component. And what the largest size's mixture
 components are: held-out states assigned to components, read against the last character before the cut and the
-number of tokens read (normalised mutual information, against the same with the property permuted). Writes experiments/results/state_data_growth.json (notebook 09 shows it); codes and
+number of tokens read (adjusted mutual information, against the same with the property permuted).
+Writes experiments/results/state_data_growth.json (notebook 09 shows it); codes and
 checkpoints under build/<profile>/experiments/state_data_growth/<build fingerprint>/ (a rerun on the same build resumes).
 
     OMP_NUM_THREADS=2 .venv/bin/python experiments/state_data_growth.py            # cpu profile
@@ -47,23 +48,37 @@ def gaussian_control(full: DensityBaseline, y: np.ndarray, yte: np.ndarray, P, n
     persona as the real training set (`y`) and the held-out set (`yte`), then the Gaussian mixture's size chosen on validation
     exactly as for the real codes. On Gaussian codes a mixture has nothing to find: it should choose 1 component, and its
     held-out NLL per dimension should gain nothing over one Gaussian refitted on the draws (`gain_per_dim` ≤ 0 up to noise)."""
-    X, Xte = full.sample(y, seed), full.sample(yte, seed + 1)
+    g = np.random.default_rng(seed)
+    def draw(labels):            # one call per persona (DensityBaseline.sample draws a mixture row by row: far slower)
+        X = np.empty((len(labels), full.dim))
+        for c in np.unique(labels):
+            m = full.parts[c]
+            X[labels == c] = g.multivariate_normal(m.means_[0], m.covariances_[0], size=int((labels == c).sum()), method="eigh")
+        return X
+    X, Xte = draw(y), draw(yte)
     D = X.shape[1]
     one = DensityBaseline("gmm", components=1).fit(X, y)
     mix, scores = fit_on_validation("gmm", X, y, [g for g in P.eval_gmm_components if g < n * 0.8], seed=P.seed)
-    nll1, nllm = float(-one.log_prob(Xte, yte).mean() / D), float(-mix.log_prob(Xte, yte).mean() / D)
-    return {"train_states_per_persona": n, "chosen": mix.components, "nll_one_gaussian": nll1, "nll_mixture": nllm,
-            "gain_per_dim": nll1 - nllm, "val_scores": scores}
+    l1, lm = one.log_prob(Xte, yte), mix.log_prob(Xte, yte)
+    gain, ci = paired_gain(l1, lm, D)
+    return {"train_states_per_persona": n, "chosen": mix.components, "nll_one_gaussian": float(-l1.mean() / D),
+            "nll_mixture": float(-lm.mean() / D), "gain_per_dim": gain, "gain_ci95": ci, "val_scores": scores}
+
+
+def paired_gain(l_one: np.ndarray, l_mix: np.ndarray, D: int) -> tuple[float, float]:
+    "The mixture's held-out gain over one Gaussian, nats per dimension, paired per held-out state: mean and 95% half-width."
+    d = (l_mix - l_one) / D
+    return float(d.mean()), float(1.96 * d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def mixture_modes(mix: DensityBaseline, Xte: np.ndarray, yte: np.ndarray, names: list[str], meta: list[dict], seed: int,
                   perms: int = 200) -> dict:
     """What the mixture's components are: each held-out state goes to its persona's most responsible component, and that
     assignment is compared, per persona, with two properties of the state's text: the last character before the cut and
-    the number of tokens read (in quartiles). Normalised mutual information (0: unrelated, 1: the one determines the other),
-    against the same with the property permuted among the persona's states (`perms` times: mean and 95th percentile), the
-    control that must stay near 0."""
-    from sklearn.metrics import normalized_mutual_info_score as nmi
+    the number of tokens read (in quartiles). Adjusted mutual information (0: what chance gives for groupings of these sizes,
+    1: the same grouping), against the same with the property permuted among the persona's states (`perms` times: mean and
+    95th percentile), the control that must stay near 0. Also each persona's component weights."""
+    from sklearn.metrics import adjusted_mutual_info_score as nmi
     g = np.random.default_rng(seed)
     props = {"last character": [m["text"][-1:] for m in meta]}
     lens = np.array([m["prompt_len"] for m in meta])
@@ -79,11 +94,12 @@ def mixture_modes(mix: DensityBaseline, Xte: np.ndarray, yte: np.ndarray, names:
             rows.append({"persona": names[c], "property": name, "components_used": int(len(np.unique(comp))), "nmi": float(nmi(v, comp)),
                          "nmi_permuted_mean": float(np.mean(null)), "nmi_permuted_p95": float(np.quantile(null, 0.95)),
                          "states": int(len(idx)), "values": int(len(np.unique(v)))})
+    weights = {names[c]: [round(float(w), 4) for w in sorted(mix.parts[c].weights_, reverse=True)] for c in np.unique(yte)}
     for name in dict.fromkeys(r["property"] for r in rows):
         rs = [r for r in rows if r["property"] == name]
         out[name] = {"nmi_mean": float(np.mean([r["nmi"] for r in rs])), "nmi_permuted_mean": float(np.mean([r["nmi_permuted_mean"] for r in rs])),
                      "above_p95": int(sum(r["nmi"] > r["nmi_permuted_p95"] for r in rs)), "personas": len(rs)}
-    return {"rows": rows, "summary": out}
+    return {"rows": rows, "summary": out, "weights": weights, "measure": "adjusted mutual information"}
 
 
 def main():
@@ -165,10 +181,13 @@ def main():
         for kind, grid, name in (("ppca", P.eval_ppca_q, "probabilistic PCA, q on validation"),
                                  ("gmm", P.eval_gmm_components, "Gaussian mixture, size on validation")):
             fits[name] = fit_on_validation(kind, X, y, [g for g in grid if g < n * 0.8], seed=P.seed)[0]
+        lp = {name: f.log_prob(Cte.numpy(), yte) for name, f in fits.items()}
         for name, f in fits.items():
             rows.append({"method": name, "train_states_per_persona": n, "multiple": m,
                          "chosen": f.q if f.kind == "ppca" else (f.components if name.startswith("Gaussian mixture") else ""),
-                         "nll_per_dim": float(-f.log_prob(Cte.numpy(), yte).mean() / D)})
+                         "nll_per_dim": float(-lp[name].mean() / D)})
+            if name.startswith("Gaussian mixture"):      # its gain over one Gaussian, paired per held-out state
+                rows[-1]["gain_over_one_gaussian"], rows[-1]["gain_ci95"] = paired_gain(lp["Gaussian, full (covariance floor 1e-3)"], lp[name], D)
         print(f"{n} per persona: " + "; ".join(f"{r['method']} {r['nll_per_dim']:.4f}" for r in rows[-len(fits):])
               + f" ({time.time() - t0:.0f} s)", flush=True)
         if a.control:
