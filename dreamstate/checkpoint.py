@@ -20,12 +20,13 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(obj, path: str | Path):
     """Write `obj` with `torch.save` atomically: to a temporary file beside `path`, then renamed over it, so a
-    crash never leaves a truncated checkpoint under the real name. Every model's `save` goes through here."""
+    crash never leaves a truncated checkpoint under the real name. Every model's `save` goes through here. The same
+    `obj` always gives the same bytes: `torch.save` is handed the open file, not its (random) name, which it would
+    otherwise write into the archive as the name of its inner folder."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as fh: torch.save(obj, fh)
         umask = os.umask(0); os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)          # mkstemp creates 0600; a checkpoint is as readable as any file the user writes
         os.replace(tmp, path)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['STYLE', 'PALETTE', 'PERSONA_ORDER', 'persona_palette', 'plot_style', 'git_commit', 'save_figure', 'save_table']
+__all__ = ['STYLE', 'PALETTE', 'PERSONA_ORDER', 'ROW_COLOURS', 'persona_palette', 'row_palette', 'with_ci', 'plot_style',
+           'git_commit', 'save_figure', 'save_table']
 
 # %% ../nbs/00b_figures.ipynb #c012
 STYLE = {"figure.dpi": 100, "savefig.dpi": 150, "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
@@ -23,10 +24,10 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#0
 # the personas of `dreamstate.data.PERSONAS`, in its order: each keeps its colour in every figure
 PERSONA_ORDER = ("code", "creative", "planning", "arithmetic", "dialogue", "facts")
 
-def _hue(j: int) -> str:
-    "The j-th extra colour: hues a golden angle apart at one lightness and saturation, so any number stay distinct."
+def _hue(j: int, start: float = 0.11, lightness: float = 0.42, saturation: float = 0.7) -> str:
+    "The j-th extra colour: hues a golden angle apart from `start` at one lightness and saturation, so any number stay distinct."
     import colorsys
-    return "#" + "".join(f"{round(255 * x):02X}" for x in colorsys.hls_to_rgb((0.11 + 0.381966 * j) % 1, 0.42, 0.7))
+    return "#" + "".join(f"{round(255 * x):02X}" for x in colorsys.hls_to_rgb((start + 0.381966 * j) % 1, lightness, saturation))
 
 def persona_palette(names=PERSONA_ORDER) -> dict:
     """A colour per persona in `names`, the same in every figure; names outside `PERSONA_ORDER` (a corpus of your own)
@@ -36,6 +37,21 @@ def persona_palette(names=PERSONA_ORDER) -> dict:
     n_hues = max(0, len(extra) - (len(PALETTE) - len(PERSONA_ORDER)))
     spare = dict(zip(extra, PALETTE[len(PERSONA_ORDER):] + [_hue(j) for j in range(n_hues)]))
     return {n: known.get(n) or spare[n] for n in names}
+
+# models, baselines, rows and editors: Paul Tol's muted scheme, none of it a persona's colour (colour-blind safe)
+ROW_COLOURS = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499", "#777777"]
+
+def row_palette(names) -> dict:
+    """A colour per model, baseline, row or editor in `names`, in order: `ROW_COLOURS`, then (past ten) hues a golden
+    angle apart at a lighter tone than the personas' extra hues. None is a persona's colour: a colour in a figure means
+    a persona or a method, never both."""
+    return {n: ROW_COLOURS[i] if i < len(ROW_COLOURS) else _hue(i - len(ROW_COLOURS), 0.6, 0.62, 0.45)
+            for i, n in enumerate(dict.fromkeys(names))}
+
+def with_ci(r: dict, c: str, digits: int = 3) -> str:
+    "`x ± h` for column `c` of row `r` where it has an interval (`c`_ci95, not NaN), else `x`; `digits` significant digits."
+    h = r.get(c + "_ci95", float("nan"))
+    return f"{r[c]:.{digits}g}" if h != h else f"{r[c]:.{digits}g} ± {h:.2g}"
 
 def plot_style():
     "Select the Agg backend (when not in a notebook), apply seaborn's theme with the fixed style and palette; returns pyplot."

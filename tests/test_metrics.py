@@ -69,9 +69,10 @@ def test_density_coverage_and_frechet():
 
 
 def test_build_fingerprint_follows_the_weights_not_the_file(tmp_path):
-    """Notebook 05 exports the LM again whenever it reruns. torch.save names the zip's inner folder after the file it writes and
-    save_checkpoint writes through a temporary file of a random name, so the same weights get another file hash each time. The
-    fingerprint must stay the same for the same weights and change with any one of them."""
+    """Notebook 05 exports the LM again whenever it reruns. Handed a file name, torch.save names the zip's inner folder after
+    it, and save_checkpoint writes through a temporary file of a random name: the same weights got another file hash each
+    time. save_checkpoint now hands torch.save the open file, so the bytes are the same; and the fingerprint, which hashes
+    the weights, must stay the same for the same weights and change with any one of them."""
     import types
     from dreamstate.checkpoint import save_checkpoint
     from dreamstate.config import checkpoint_sha256
@@ -82,7 +83,7 @@ def test_build_fingerprint_follows_the_weights_not_the_file(tmp_path):
     for _ in range(2):                                   # the same weights, saved twice
         save_checkpoint(sd, pth)
         fps.append(build_fingerprint(P)); files.append(checkpoint_sha256(pth))
-    assert files[0] != files[1]                          # what made every record look like another build's
+    assert files[0] == files[1]                          # a random file hash made every record look like another build's
     assert fps[0] == fps[1] and list(fps[0]) == ["lm/rwkv7.pth:weights"]
     sd["b"][0] = 1e-6; save_checkpoint(sd, pth)
     assert build_fingerprint(P) != fps[0]
