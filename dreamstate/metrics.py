@@ -165,8 +165,10 @@ class DensityBaseline:
                 mu, V, ell, s2 = m
                 out[y == c] = mu + (g.standard_normal((n, len(ell))) * np.sqrt(np.maximum(ell - s2, 0))) @ V + math.sqrt(s2) * g.standard_normal((n, D))
             else:
-                k = g.choice(m.n_components, size=n, p=m.weights_)
-                out[y == c] = np.stack([g.multivariate_normal(m.means_[j], m.covariances_[j], method="eigh") for j in k])
+                k, X = g.choice(m.n_components, size=n, p=m.weights_), np.empty((n, D))
+                for j in np.unique(k):       # one call per component: a call per row repeats the D×D eigendecomposition
+                    X[k == j] = g.multivariate_normal(m.means_[j], m.covariances_[j], size=int((k == j).sum()), method="eigh")
+                out[y == c] = X
         return out
 
     @property
