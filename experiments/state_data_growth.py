@@ -49,7 +49,7 @@ def gaussian_control(full: DensityBaseline, y: np.ndarray, yte: np.ndarray, P, n
     exactly as for the real codes. On Gaussian codes a mixture has nothing to find: it should choose 1 component, and its
     held-out NLL per dimension should gain nothing over one Gaussian refitted on the draws (`gain_per_dim` ≤ 0 up to noise)."""
     g = np.random.default_rng(seed)
-    def draw(labels):            # one call per persona (DensityBaseline.sample draws a mixture row by row: far slower)
+    def draw(labels):            # what DensityBaseline.sample does for one component, in the RNG order the committed record was drawn with
         X = np.empty((len(labels), full.dim))
         for c in np.unique(labels):
             m = full.parts[c]
@@ -78,20 +78,18 @@ def mixture_modes(mix: DensityBaseline, Xte: np.ndarray, yte: np.ndarray, names:
     the number of tokens read (in quartiles). Adjusted mutual information (0: what chance gives for groupings of these sizes,
     1: the same grouping), against the same with the property permuted among the persona's states (`perms` times: mean and
     95th percentile), the control that must stay near 0. Also each persona's component weights."""
-    from sklearn.metrics import adjusted_mutual_info_score as nmi
+    from sklearn.metrics import adjusted_mutual_info_score as ami
     g = np.random.default_rng(seed)
-    props = {"last character": [m["text"][-1:] for m in meta]}
+    last = np.array([m["text"][-1:] for m in meta])
     lens = np.array([m["prompt_len"] for m in meta])
     out, rows = {}, []
     for c in np.unique(yte):
         idx = np.where(yte == c)[0]
         comp = mix.parts[c].predict(Xte[idx]) if mix.parts[c].n_components > 1 else np.zeros(len(idx), int)
         q = np.quantile(lens[idx], [0.25, 0.5, 0.75])
-        pv = {"last character": np.array(props["last character"], dtype=object)[idx], "tokens read (quartile)": np.searchsorted(q, lens[idx])}
-        for name, v in pv.items():
-            v = np.array([str(x) for x in v])
-            null = [nmi(g.permutation(v), comp) for _ in range(perms)]
-            rows.append({"persona": names[c], "property": name, "components_used": int(len(np.unique(comp))), "nmi": float(nmi(v, comp)),
+        for name, v in (("last character", last[idx]), ("tokens read (quartile)", np.searchsorted(q, lens[idx]).astype(str))):
+            null = [ami(g.permutation(v), comp) for _ in range(perms)]        # the record's keys say nmi: read them as the measure named in it
+            rows.append({"persona": names[c], "property": name, "components_used": int(len(np.unique(comp))), "nmi": float(ami(v, comp)),
                          "nmi_permuted_mean": float(np.mean(null)), "nmi_permuted_p95": float(np.quantile(null, 0.95)),
                          "states": int(len(idx)), "values": int(len(np.unique(v)))})
     weights = {names[c]: [round(float(w), 4) for w in sorted(mix.parts[c].weights_, reverse=True)] for c in np.unique(yte)}
